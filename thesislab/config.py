@@ -1,0 +1,273 @@
+"""params.yaml, read once into a typed, validated Config.
+
+Every key has a rule; a wrong type, an out-of-range value or an unknown name raises UserError with one line
+naming the key and what is allowed, before any work starts. The defaults here are the defaults of
+params.yaml (a test keeps the two equal).
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from thesislab.errors import UserError
+
+DATASETS = ("speedsigns", "cifar10", "folder")
+# Kept here rather than imported from the model registry so that the data stages need not import torch;
+# tests/test_models.py checks that the registry has exactly these names.
+MODELS = ("signnet", "vgg16", "simple_v3", "lenet", "mlp")
+SCHEDULES = ("static", "dynamic", "step", "exp", "cosine", "onecycle", "plateau")
+MONITORS = ("val", "test")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+COMPILE_MODES = (False, "default", "reduce-overhead", "max-autotune")
+
+
+# --- rules: each returns None when the value is fine, or text saying what is allowed -----------------
+
+
+def _integer(lo=None, hi=None):
+    def rule(v):
+        ok = isinstance(v, int) and not isinstance(v, bool) and (lo is None or v >= lo) and (hi is None or v <= hi)
+        return None if ok else "an integer" + _range_text(lo, hi, "[", "]")
+
+    return rule
+
+
+def _number(lo=None, hi=None, lo_open=False, hi_open=False):
+    def rule(v):
+        if not _is_number(v):
+            return "a number" + _range_text(lo, hi, "(" if lo_open else "[", ")" if hi_open else "]")
+        v = float(v)
+        bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and (v >= hi if hi_open else v > hi))
+        return "a number" + _range_text(lo, hi, "(" if lo_open else "[", ")" if hi_open else "]") if bad else None
+
+    return rule
+
+
+def _is_number(v):
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float)):
+        return math.isfinite(v)
+    if isinstance(v, str):
+        # YAML 1.1 reads `1e-3` (no dot) as a string: accept it, since `-S lr=1e-3` is what people type.
+        try:
+            return math.isfinite(float(v))
+        except ValueError:
+            return False
+    return False
+
+
+def _range_text(lo, hi, left, right):
+    if lo is None and hi is None:
+        return ""
+    if hi is None:
+        return f" {'>' if left == '(' else '>='} {lo}"
+    if lo is None:
+        return f" {'<' if right == ')' else '<='} {hi}"
+    return f" in {left}{lo}, {hi}{right}"
+
+
+def _boolean(v):
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _choice(options):
+    def rule(v):
+        # Compare types too, so that YAML's `true` is not taken for 1 or a name.
+        ok = any(v == o and type(v) is type(o) for o in options)
+        return None if ok else "one of: " + ", ".join(str(o).lower() for o in options)
+
+    return rule
+
+
+def _optional_text(v):
+    return None if v is None or (isinstance(v, str) and v.strip()) else "null or a path/URL string"
+
+
+def _schedule_list(v):
+    ok = (
+        isinstance(v, list)
+        and v
+        and all(isinstance(s, str) and s in SCHEDULES for s in v)
+        and len(set(v)) == len(v)
+    )
+    return None if ok else "a non-empty list of distinct names from: " + ", ".join(SCHEDULES)
+
+
+def param(default, rule):
+    return field(default=default, metadata={"rule": rule})
+
+
+def group(cls):
+    return field(default_factory=cls, metadata={"group": cls})
+
+
+# --- the config ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeedSigns:
+    """The offline speed-limit-sign generator (dataset: speedsigns)."""
+
+    train_per_class: int = param(400, _integer(1, 100_000))
+    test_per_class: int = param(100, _integer(1, 100_000))
+    size: int = param(32, _integer(16, 512))
+    seed: int = param(0, _integer(0))
+
+
+@dataclass(frozen=True)
+class Dynamic:
+    """The thesis's dynamic learning rate (DESIGN.md pins it down)."""
+
+    window: int = param(8, _integer(2, 1000))
+    slope: float = param(0.03, _number())
+    factor: float = param(0.1, _number(0, 1, lo_open=True, hi_open=True))
+    max_reductions: int = param(3, _integer(0, 100))
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    step_size: int = param(10, _integer(1))
+    gamma: float = param(0.1, _number(0, 1, lo_open=True))
+
+
+@dataclass(frozen=True)
+class ExpOptions:
+    gamma: float = param(0.9, _number(0, 1, lo_open=True))
+
+
+@dataclass(frozen=True)
+class PlateauOptions:
+    factor: float = param(0.1, _number(0, 1, lo_open=True, hi_open=True))
+    patience: int = param(3, _integer(0))
+
+
+@dataclass(frozen=True)
+class OneCycleOptions:
+    pct_start: float = param(0.25, _number(0, 1, lo_open=True, hi_open=True))
+
+
+@dataclass(frozen=True)
+class TorchSchedules:
+    """Knobs of the schedules taken from torch.optim.lr_scheduler."""
+
+    step: StepOptions = group(StepOptions)
+    exp: ExpOptions = group(ExpOptions)
+    plateau: PlateauOptions = group(PlateauOptions)
+    onecycle: OneCycleOptions = group(OneCycleOptions)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What `augment: true` does: random translation by up to crop_padding pixels, and mirror flips."""
+
+    crop_padding: int = param(2, _integer(0, 64))
+    flip: bool = param(False, _boolean)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where and how fast: none of these change what is computed on the CPU."""
+
+    device: str = param("auto", _choice(DEVICES))
+    compile: object = param(False, _choice(COMPILE_MODES))
+    bf16: bool = param(True, _boolean)
+    nproc: int = param(1, _integer(1, 1024))
+    eval_batch_size: int = param(1024, _integer(1))
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = param("speedsigns", _choice(DATASETS))
+    source: object = param(None, _optional_text)
+    image_size: int = param(32, _integer(8, 1024))
+    speedsigns: SpeedSigns = group(SpeedSigns)
+    model: str = param("signnet", _choice(MODELS))
+    schedules: list = param(("static", "dynamic"), _schedule_list)
+    lr: float = param(0.01, _number(0, 1000, lo_open=True))
+    momentum: float = param(0.9, _number(0, 1, hi_open=True))
+    weight_decay: float = param(0.0005, _number(0))
+    batch_size: int = param(32, _integer(1, 1_000_000))
+    epochs: int = param(40, _integer(1, 100_000))
+    dropout: float = param(0.5, _number(0, 1, hi_open=True))
+    normalize: bool = param(True, _boolean)
+    augment: bool = param(False, _boolean)
+    loss_stop: float = param(0.08, _number(0))
+    monitor: str = param("val", _choice(MONITORS))
+    val_fraction: float = param(0.1, _number(0, 0.9))
+    seed: int = param(0, _integer(0))
+    checkpoint_every: int = param(16, _integer(0))
+    dynamic: Dynamic = group(Dynamic)
+    torch_schedules: TorchSchedules = group(TorchSchedules)
+    augmentation: Augmentation = group(Augmentation)
+    engine: Engine = group(Engine)
+
+    def to_dict(self):
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(v):
+    if isinstance(v, dict):
+        return {k: _to_plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_to_plain(x) for x in v]
+    return v
+
+
+def _build(cls, raw, prefix=""):
+    if not isinstance(raw, dict):
+        raise UserError(f"params.yaml: {prefix.rstrip('.') or 'top level'}: must be a mapping of keys")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise UserError(
+            f"params.yaml: unknown key '{prefix}{unknown[0]}' (known keys here: {', '.join(sorted(names))})"
+        )
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if f.name not in raw:
+            continue
+        v = raw[f.name]
+        if "group" in f.metadata:
+            values[f.name] = _build(f.metadata["group"], v, key + ".")
+            continue
+        allowed = f.metadata["rule"](v)
+        if allowed:
+            raise UserError(f"params.yaml: {key}: must be {allowed} (got {v!r})")
+        if f.type is float:
+            v = float(v)
+        values[f.name] = v
+    return cls(**values)
+
+
+def _check_together(cfg):
+    if cfg.monitor == "val" and cfg.val_fraction <= 0:
+        raise UserError("params.yaml: val_fraction: must be > 0 when monitor is val (got 0)")
+    if cfg.dataset in ("folder",) and not cfg.source:
+        raise UserError("params.yaml: source: must name a folder with train/<class>/ and test/<class>/ when dataset is folder")
+
+
+def from_dict(raw) -> Config:
+    cfg = _build(Config, raw or {})
+    cfg = dataclasses.replace(cfg, schedules=tuple(cfg.schedules))
+    _check_together(cfg)
+    return cfg
+
+
+def load(path="params.yaml") -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML") from None
+    return from_dict(raw)

@@ -1,0 +1,31 @@
+"""The one exception type a user should ever see, and the stage entry point that shows it."""
+
+import functools
+import sys
+
+
+class UserError(Exception):
+    """Bad params or bad data: reported as one line, no traceback, exit status 2."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def stage_main(main):
+    """Run a stage's main(); turn a UserError into one line on stderr and exit status 2.
+
+    Anything else is a bug in this project and keeps its traceback.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            print("interrupted: outputs already written are complete; rerun to resume", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper
