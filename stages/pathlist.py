@@ -1,0 +1,21 @@
+"""Stage pathlist: write the train/test path lists and the class names (the thesis's chapter 4.2)."""
+
+import argparse
+
+from thesislab.data import layout, pathlist
+from thesislab.errors import stage_main
+
+
+@stage_main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--root", required=True, help="dataset folder with train/<class>/ and test/<class>/")
+    ap.add_argument("--out", required=True, help="folder for train.txt, test.txt and classes.txt")
+    args = ap.parse_args()
+    found = layout.scan(args.root)
+    pathlist.write(found, args.out)
+    print(f"{args.out}: {len(found.files['train'])} train, {len(found.files['test'])} test, {len(found.classes)} classes")
+
+
+if __name__ == "__main__":
+    main()
