@@ -1,0 +1,52 @@
+"""Stage train@<schedule>: train the configured model with one LR schedule; write model, log, metrics.
+
+With engine.nproc > 1 it relaunches itself under torchrun, one process per GPU (DistributedDataParallel).
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from thesislab import config
+from thesislab.errors import UserError, stage_main
+from thesislab.train.run import RunPaths, train
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--schedule", required=True)
+    ap.add_argument("--root", required=True, help="dataset folder")
+    ap.add_argument("--pathlist", required=True, help="folder with train.txt, test.txt, classes.txt")
+    ap.add_argument("--stats", required=True, help="stats.json")
+    ap.add_argument("--cache", required=True, help="folder for decoded-image arrays")
+    ap.add_argument("--model", required=True, help="model file to write")
+    ap.add_argument("--checkpoints", required=True, help="folder for this schedule's checkpoint")
+    ap.add_argument("--metrics", required=True, help="folder for metrics.json, epochs.csv, predictions.csv")
+    return ap.parse_args()
+
+
+def relaunch_under_torchrun(nproc):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "stages.train", *sys.argv[1:]]
+    sys.exit(subprocess.call(cmd))
+
+
+@stage_main
+def main():
+    args = parse_args()
+    cfg = config.load()
+    if args.schedule not in config.SCHEDULES:
+        raise UserError(f"--schedule: unknown {args.schedule!r} (choose from: {', '.join(config.SCHEDULES)})")
+    if cfg.engine.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        relaunch_under_torchrun(cfg.engine.nproc)
+    paths = RunPaths(
+        root=Path(args.root), pathlist=Path(args.pathlist), stats=Path(args.stats), cache=Path(args.cache),
+        model=Path(args.model), checkpoint=Path(args.checkpoints) / "last.pt", metrics=Path(args.metrics),
+    )
+    train(cfg, args.schedule, paths)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Where training runs: the device, chosen once, and the process group when started under torchrun."""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from thesislab.errors import UserError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    bf16: bool  # autocast matmuls and convolutions to bf16 (CUDA only)
+    channels_last: bool
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+    @property
+    def check_each_step(self):
+        """Whether reading the loss every step is free (CPU) and safe (one process)."""
+        return self.device.type == "cpu" and self.world == 1
+
+    @property
+    def cuda(self):
+        return self.device.type == "cuda"
+
+    def autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def sum_across(self, *tensors):
+        """Sum each tensor over all processes (in place); a no-op in a single process."""
+        if self.world > 1:
+            for t in tensors:
+                dist.all_reduce(t)
+        return tensors
+
+    def synchronize(self):
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+
+def pick_device(preference) -> torch.device:
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if preference == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if preference == "cuda" and not cuda:
+        raise UserError("engine.device: cuda was asked for, but this torch sees no CUDA GPU (use auto or cpu)")
+    if preference == "mps" and not mps:
+        raise UserError("engine.device: mps was asked for, but this machine has no Apple GPU (use auto or cpu)")
+    return torch.device(preference)
+
+
+def setup(engine) -> Runtime:
+    """Choose the device and, under torchrun (WORLD_SIZE > 1), join the process group."""
+    device = pick_device(engine.device)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        # TF32 for any float32 matmul left outside autocast; cuDNN picks the fastest kernels for the fixed shapes.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    on_cuda = device.type == "cuda"
+    # channels_last: tensor cores on CUDA want it, and oneDNN's CPU convolutions run about twice as fast.
+    return Runtime(device=device, bf16=on_cuda and engine.bf16, channels_last=device.type in ("cuda", "cpu"),
+                   rank=rank, world=world)
+
+
+def teardown(rt: Runtime):
+    if rt.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def describe(rt: Runtime) -> str:
+    if rt.cuda:
+        name = torch.cuda.get_device_name(rt.device)
+        extra = ", bf16 autocast" if rt.bf16 else ""
+        text = f"cuda ({name}{extra}, channels_last)"
+    else:
+        text = f"{rt.device.type} ({torch.get_num_threads()} threads{', channels_last' if rt.channels_last else ''})"
+    return text + (f", {rt.world} processes" if rt.world > 1 else "")
