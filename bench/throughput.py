@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from thesislab.config import Engine, MODELS
+from thesislab.config import MODELS, Engine
 from thesislab.train import engine, models, runtime, schedules
 from thesislab.train.batches import Batches, Split
 

@@ -14,7 +14,8 @@ def main():
     args = ap.parse_args()
     found = layout.scan(args.root)
     pathlist.write(found, args.out)
-    print(f"{args.out}: {len(found.files['train'])} train, {len(found.files['test'])} test, {len(found.classes)} classes")
+    n_train, n_test = len(found.files["train"]), len(found.files["test"])
+    print(f"{args.out}: {n_train} train, {n_test} test, {len(found.classes)} classes")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from thesislab.errors import stage_main
 @stage_main
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--metrics", required=True, help="folder holding <schedule>/{epochs.csv,metrics.json,predictions.csv}")
+    ap.add_argument("--metrics", required=True,
+                    help="folder holding <schedule>/{epochs.csv,metrics.json,predictions.csv}")
     ap.add_argument("--out", required=True, help="folder for the PNGs and comparison.md")
     args = ap.parse_args()
     cfg = config.load()

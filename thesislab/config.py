@@ -40,7 +40,9 @@ def _number(lo=None, hi=None, lo_open=False, hi_open=False):
         if not _is_number(v):
             return "a number" + _range_text(lo, hi, "(" if lo_open else "[", ")" if hi_open else "]")
         v = float(v)
-        bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and (v >= hi if hi_open else v > hi))
+        below = lo is not None and (v <= lo if lo_open else v < lo)
+        above = hi is not None and (v >= hi if hi_open else v > hi)
+        bad = below or above
         return "a number" + _range_text(lo, hi, "(" if lo_open else "[", ")" if hi_open else "]") if bad else None
 
     return rule
@@ -248,7 +250,8 @@ def _check_together(cfg):
     if cfg.monitor == "val" and cfg.val_fraction <= 0:
         raise UserError("params.yaml: val_fraction: must be > 0 when monitor is val (got 0)")
     if cfg.dataset in ("folder",) and not cfg.source:
-        raise UserError("params.yaml: source: must name a folder with train/<class>/ and test/<class>/ when dataset is folder")
+        raise UserError("params.yaml: source: must name a folder with train/<class>/ and test/<class>/ "
+                        "when dataset is folder")
 
 
 def from_dict(raw) -> Config:

@@ -167,7 +167,8 @@ def draw_all(runs, out_dir, title):
 
 
 def comparison_table(runs, dataset) -> str:
-    head = ("| schedule | test acc (%) | best test acc (%) | epochs | LR reductions | stopped by | train s | images/s |\n"
+    head = ("| schedule | test acc (%) | best test acc (%) | epochs | LR reductions | stopped by | train s "
+            "| images/s |\n"
             "|---|---:|---:|---:|---:|---|---:|---:|\n")
     body = "".join(
         f"| {r.schedule} | {s['test_acc']} | {s['best_test_acc']} | {s['epochs']} | {s['lr_reductions']} | "

@@ -31,7 +31,9 @@ def scan(root) -> Layout:
     if set(train) != set(test):
         only = sorted(set(train) ^ set(test))
         where = "train" if only[0] in train else "test"
-        raise UserError(f"{root / where / only[0]}: class '{only[0]}' is in {where} only; both splits need the same classes")
+        raise UserError(
+            f"{root / where / only[0]}: class '{only[0]}' is in {where} only; both splits need the same classes"
+        )
     classes = tuple(sorted(train))
     if len(classes) < 2:
         raise UserError(f"{root / 'train'}: needs at least 2 class folders, found {len(classes)}")

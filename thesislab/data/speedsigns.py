@@ -205,7 +205,8 @@ def _light(rng, arr, sign_mask, lighting):
         w = arr.shape[0]
         yy, xx = np.mgrid[0:w, 0:w].astype(np.float32)
         gx, gy = rng.uniform(0, w, 2)
-        out = out + rng.uniform(0.2, 0.6) * np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * (w * 0.12) ** 2))[:, :, None]
+        blob = np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * (w * 0.12) ** 2))
+        out = out + rng.uniform(0.2, 0.6) * blob[:, :, None]
     return out
 
 

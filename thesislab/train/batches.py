@@ -94,4 +94,6 @@ class Batches:
             cols = torch.where(flip[:, None], cols.flip(1), cols)
         cols = shift[:, 1:2] + cols  # (B, W)
         chan = torch.arange(c, device=dev)
-        return self.padded[idx[:, None, None, None], chan[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+        return self.padded[
+            idx[:, None, None, None], chan[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
+        ]

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 
-def train_one_epoch(model, batches, optimizer, schedule, seed, rt, bar=None) -> dict:
+def train_one_epoch(model, batches, optimizer, schedule, seed, rt, bar=None, max_loss=math.inf) -> dict:
     """One pass over the training batches. Returns loss and acc (percent) per image, images, seconds,
-    and diverged (a non-finite loss was seen)."""
+    and diverged: a loss per image that is NaN, infinite or above max_loss was seen."""
     model.train()
     loss_sum = torch.zeros((), device=rt.device)
     correct = torch.zeros((), device=rt.device, dtype=torch.long)
@@ -37,7 +37,7 @@ def train_one_epoch(model, batches, optimizer, schedule, seed, rt, bar=None) -> 
         seen += y.shape[0]
         if bar is not None:
             bar.update(1)
-        if rt.check_each_step and not math.isfinite(item_losses.item()):
+        if rt.check_each_step and not item_losses.item() / y.shape[0] <= max_loss:  # NaN fails too
             diverged = True
             break
     rt.sum_across(loss_sum, correct, seen)
@@ -50,7 +50,7 @@ def train_one_epoch(model, batches, optimizer, schedule, seed, rt, bar=None) -> 
         "acc": 100.0 * int(correct) / n,
         "images": int(seen),
         "seconds": seconds,
-        "diverged": diverged or not math.isfinite(mean_loss),
+        "diverged": diverged or not mean_loss <= max_loss,
     }
 
 

@@ -39,6 +39,7 @@ def lr_reductions(rows):
 def summarize(rows, stop_reason, *, schedule, model, device):
     last = rows[-1]
     train_seconds = sum(r["seconds"] for r in rows)
+    step_seconds = sum(r["train_seconds"] for r in rows)
     best = max(rows, key=lambda r: r["test_acc"] if math.isfinite(r["test_acc"]) else -1)
     return {
         "test_acc": _round(last["test_acc"]),
@@ -54,7 +55,7 @@ def summarize(rows, stop_reason, *, schedule, model, device):
         "stop_reason": stop_reason,
         "train_seconds": round(train_seconds, 2),
         # Training steps only (no evaluation): the number to compare with the model's compute-only speed.
-        "images_per_second": round(sum(r["images"] for r in rows) / max(sum(r["train_seconds"] for r in rows), 1e-9), 1),
+        "images_per_second": round(sum(r["images"] for r in rows) / max(step_seconds, 1e-9), 1),
         "schedule": schedule,
         "model": model,
         "device": device,

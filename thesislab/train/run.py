@@ -6,6 +6,7 @@ per-epoch log, the summary metrics and the test predictions.
 """
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from thesislab.data.dataset import PathListDataset
 from thesislab.errors import UserError
 from thesislab.train import checkpoint, engine, models, report, runtime, schedules
 from thesislab.train.batches import Batches, Split, epoch_seed
+
+DIVERGED_LOSS_FACTOR = 100
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,8 @@ def _resume(path, fingerprint, model, optimizer, schedule, say):
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
-        raise UserError(f"{path}: does not fit this model or optimizer ({str(err).splitlines()[0]}); delete it") from None
+        first = str(err).splitlines()[0]
+        raise UserError(f"{path}: does not fit this model or optimizer ({first}); delete it") from None
     say(f"resuming from {path} after epoch {state['epoch']}")
     return list(state["log"])
 
@@ -171,6 +175,9 @@ def _loop(cfg, schedule_name, rt, net, model, optimizer, schedule, batches, data
                            channels_last=rt.channels_last, rank=rt.rank, world=rt.world)
              for name, split in (("val", data.val), ("test", data.test)) if split is not None}
     log_path = paths.metrics / "epochs.csv"
+    # A mean loss 100x that of guessing (ln classes) means the weights blew up: BatchNorm can keep such a
+    # loss finite for many epochs, so waiting for NaN is not enough.
+    max_loss = DIVERGED_LOSS_FACTOR * math.log(len(data.classes))
     start = len(rows) + 1
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -179,7 +186,7 @@ def _loop(cfg, schedule_name, rt, net, model, optimizer, schedule, batches, data
         with tqdm(total=len(batches), desc=f"{schedule_name} epoch {epoch}/{cfg.epochs}", unit="step",
                   leave=False, disable=None if progress else True) as bar:
             tr = engine.train_one_epoch(net, batches, optimizer, schedule, epoch_seed(cfg.seed, epoch, "batches"),
-                                        rt, bar)
+                                        rt, bar, max_loss)
         _sync_buffers(model, rt)
         val = engine.evaluate(net, evals["val"], rt) if "val" in evals else {"loss": None, "acc": None}
         test = engine.evaluate(net, evals["test"], rt)
@@ -245,5 +252,6 @@ def _say_summary(name, s, say):
         f"(best {s['best_test_acc']}%), {s['lr_reductions']} LR reductions, {s['train_seconds']}s, "
         f"{s['images_per_second']:,.0f} images/s")
     if s["stop_reason"] == "diverged":
-        print(f"warning: train@{name} diverged (the loss became NaN or infinite); try a smaller lr",
+        print(f"warning: train@{name} diverged (the loss became NaN, infinite or over {DIVERGED_LOSS_FACTOR}x "
+              "that of guessing); metrics and plots are written, exit status 0; try a smaller lr",
               file=sys.stderr)
