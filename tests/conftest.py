@@ -1,0 +1,108 @@
+"""Shared test helpers: tiny image folders, tiny configs, and throwaway copies of the project for DVC runs."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough for seconds of CPU, big enough to train: the default pipeline shrunk.
+TINY_PARAMS = {
+    "speedsigns": {"train_per_class": 12, "test_per_class": 4, "size": 16, "seed": 0},
+    "image_size": 16,
+    "batch_size": 16,
+    "epochs": 3,
+    "checkpoint_every": 1,
+    "engine": {"eval_batch_size": 64},
+}
+
+
+def make_image_folder(root, classes=("cat", "dog"), per_split=(3, 2), size=8, seed=0):
+    """<root>/{train,test}/<class>/<i>.png with random pixels; returns root."""
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "test"), per_split):
+        for c in classes:
+            d = Path(root) / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return Path(root)
+
+
+def merge(base, over):
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def tiny_config(**over):
+    from thesislab import config
+
+    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY_PARAMS, over))
+    return config.from_dict(raw)
+
+
+def tracked_files():
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.split("\n")
+    # Pipeline outputs of this checkout are not part of a fresh project.
+    skip = ("dvc.lock", "metrics/", "plots/", "data/", "models/")
+    return [f for f in out if f and not f.startswith(skip) and (ROOT / f).is_file()]
+
+
+class Project:
+    """A copy of the project in its own git repo, with commands run from its root."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        venv_bin = str(Path(sys.executable).parent)
+        self.env = {**os.environ, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+                    "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1"}
+        self.env.pop("PYTHONPATH", None)
+
+    def run(self, *cmd, check=True, timeout=600):
+        result = subprocess.run(cmd, cwd=self.path, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def dvc(self, *args, **kw):
+        return self.run(sys.executable, "-m", "dvc", *args, **kw)
+
+    def git(self, *args, **kw):
+        return self.run("git", *args, **kw)
+
+    def set_params(self, **over):
+        p = self.path / "params.yaml"
+        p.write_text(yaml.safe_dump(merge(yaml.safe_load(p.read_text()), over), sort_keys=False))
+
+    def read(self, rel):
+        return (self.path / rel).read_text()
+
+
+def make_project(dest, **params):
+    dest = Path(dest)
+    for f in tracked_files():
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+    proj = Project(dest)
+    proj.git("init", "-q", "-b", "main")
+    proj.git("config", "user.name", "Test")
+    proj.git("config", "user.email", "test@example.com")
+    proj.set_params(**merge(TINY_PARAMS, params))
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "tiny project")
+    return proj
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path / "proj")

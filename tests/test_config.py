@@ -1,0 +1,160 @@
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from thesislab import config
+from thesislab.errors import UserError
+
+# Every key users can type, with a value of the wrong type and a value out of range (or an unknown name).
+BAD = {
+    "dataset": (3, "imagenet"),
+    "source": (5, ""),
+    "image_size": ("big", 4),
+    "speedsigns.train_per_class": (1.5, 0),
+    "speedsigns.test_per_class": ("ten", 0),
+    "speedsigns.size": ([32], 8),
+    "speedsigns.seed": (0.5, -1),
+    "model": (True, "resnet50"),
+    "schedules": ("static", ["static", "warmup"]),
+    "lr": ("fast", 0),
+    "momentum": ([0.9], 1.0),
+    "weight_decay": ("none", -0.1),
+    "batch_size": (3.0, 0),
+    "epochs": ("many", 0),
+    "dropout": ("half", 1.0),
+    "normalize": ("yes", None),
+    "augment": (1, None),
+    "loss_stop": ("low", -1),
+    "monitor": (1, "train"),
+    "val_fraction": ("tenth", 0.95),
+    "seed": ("zero", -3),
+    "checkpoint_every": (2.5, -1),
+    "dynamic.window": (8.5, 1),
+    "dynamic.slope": ("flat", None),
+    "dynamic.factor": ("tenth", 1.0),
+    "dynamic.max_reductions": ("three", -1),
+    "torch_schedules.step.step_size": ("ten", 0),
+    "torch_schedules.step.gamma": ("x", 0),
+    "torch_schedules.exp.gamma": ("x", 1.5),
+    "torch_schedules.plateau.factor": ("x", 1.0),
+    "torch_schedules.plateau.patience": (1.5, -1),
+    "torch_schedules.onecycle.pct_start": ("x", 1.0),
+    "augmentation.crop_padding": ("two", -1),
+    "augmentation.flip": ("no", None),
+    "engine.device": (0, "tpu"),
+    "engine.compile": (1, "fastest"),
+    "engine.bf16": ("on", None),
+    "engine.nproc": (2.0, 0),
+    "engine.eval_batch_size": ("big", 0),
+}
+
+
+def leaf_keys(cls, prefix=""):
+    for f in dataclasses.fields(cls):
+        if "group" in f.metadata:
+            yield from leaf_keys(f.metadata["group"], f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name
+
+
+def defaults_dict():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_value(key, value):
+    raw = defaults_dict()
+    d = raw
+    *groups, last = key.split(".")
+    for g in groups:
+        d = d[g]
+    d[last] = value
+    return raw
+
+
+def test_params_yaml_is_the_defaults():
+    assert config.load(ROOT / "params.yaml") == config.Config()
+
+
+def test_every_key_has_bad_value_cases():
+    assert set(leaf_keys(config.Config)) == set(BAD)
+
+
+def check_one_line(err, key):
+    text = str(err.value)
+    assert "\n" not in text
+    assert key in text
+    assert "must be" in text or "unknown" in text
+
+
+@pytest.mark.parametrize("key", sorted(BAD))
+def test_wrong_type_names_the_key(key):
+    with pytest.raises(UserError) as err:
+        config.from_dict(with_value(key, BAD[key][0]))
+    check_one_line(err, key)
+
+
+@pytest.mark.parametrize("key", sorted(k for k, (_, bad) in BAD.items() if bad is not None))
+def test_out_of_range_or_unknown_name_names_the_key(key):
+    with pytest.raises(UserError) as err:
+        config.from_dict(with_value(key, BAD[key][1]))
+    check_one_line(err, key)
+
+
+@pytest.mark.parametrize("key", ["lrr", "dynamic.windw", "torch_schedules.step.size", "engine.gpu"])
+def test_unknown_key_is_named(key):
+    with pytest.raises(UserError) as err:
+        config.from_dict(with_value(key, 1))
+    assert f"unknown key '{key}'" in str(err.value)
+
+
+def test_allowed_values_are_listed():
+    with pytest.raises(UserError, match=r"model: must be one of: signnet, vgg16, simple_v3, lenet, mlp"):
+        config.from_dict(with_value("model", "resnet"))
+    with pytest.raises(UserError, match=r"lr: must be a number in \(0, 1000\] \(got 0\)"):
+        config.from_dict(with_value("lr", 0))
+
+
+def test_yaml_1_1_exponent_strings_are_numbers():
+    # `dvc exp run -S lr=1e-3` writes 1e-3, which YAML 1.1 reads as a string.
+    assert config.from_dict(with_value("lr", "1e-3")).lr == pytest.approx(0.001)
+
+
+def test_booleans_are_not_numbers_and_numbers_are_not_booleans():
+    with pytest.raises(UserError):
+        config.from_dict(with_value("epochs", True))
+    with pytest.raises(UserError):
+        config.from_dict(with_value("normalize", 1))
+
+
+def test_cross_key_rules():
+    raw = with_value("val_fraction", 0)
+    with pytest.raises(UserError, match="val_fraction"):
+        config.from_dict(raw)
+    raw["monitor"] = "test"
+    assert config.from_dict(raw).val_fraction == 0
+    with pytest.raises(UserError, match="source"):
+        config.from_dict(with_value("dataset", "folder"))
+
+
+def test_invalid_yaml_is_one_line(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("lr: [0.01\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        config.load(p)
+
+
+def test_a_stage_with_bad_params_prints_one_line_exits_2_and_writes_nothing(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("lr", -1)))
+    out = tmp_path / "raw"
+    cmd = [sys.executable, "-m", "stages.download", "--out", str(out), "--samples", str(tmp_path / "s.png")]
+    r = subprocess.run(cmd,
+                       cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True,
+                       text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["error: params.yaml: lr: must be a number in (0, 1000] (got -1)"]
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
