@@ -2,7 +2,8 @@
 
 Loss and accuracy are summed per image on the device and read once an epoch, so a GPU step never waits
 for the host. On the CPU, where reading is free, a non-finite loss is caught at the step it appears
-(in one process: under DDP every rank must take every step, so it is caught at the epoch's end).
+(in one process: under DDP every rank must take every step, so it is caught at the epoch's end); a
+finite but exploded loss is caught from the epoch's mean.
 """
 
 import math
@@ -14,7 +15,8 @@ import torch.nn.functional as F
 
 def train_one_epoch(model, batches, optimizer, schedule, seed, rt, bar=None, max_loss=math.inf) -> dict:
     """One pass over the training batches. Returns loss and acc (percent) per image, images, seconds,
-    and diverged: a loss per image that is NaN, infinite or above max_loss was seen."""
+    and diverged: a NaN or infinite loss was seen, or the epoch's mean loss is above max_loss (a single
+    spiky batch may recover; a whole epoch that high has not)."""
     model.train()
     loss_sum = torch.zeros((), device=rt.device)
     correct = torch.zeros((), device=rt.device, dtype=torch.long)
@@ -37,7 +39,7 @@ def train_one_epoch(model, batches, optimizer, schedule, seed, rt, bar=None, max
         seen += y.shape[0]
         if bar is not None:
             bar.update(1)
-        if rt.check_each_step and not item_losses.item() / y.shape[0] <= max_loss:  # NaN fails too
+        if rt.check_each_step and not math.isfinite(item_losses.item()):
             diverged = True
             break
     rt.sum_across(loss_sum, correct, seen)

@@ -46,6 +46,25 @@ class Data:
     normalization: dict  # {"mean", "std"} or None
 
 
+@dataclass
+class Run:
+    """What one schedule's training loop works with, built once by _prepare."""
+
+    cfg: object
+    name: str  # the schedule
+    rt: runtime.Runtime
+    data: Data
+    model: torch.nn.Module  # the plain module: its state_dict is what is saved
+    net: torch.nn.Module  # what is called: the model, possibly under DDP and torch.compile
+    optimizer: torch.optim.Optimizer
+    schedule: schedules.Schedule
+    train_batches: Batches
+    eval_batches: dict  # "val" (if monitored) and "test"
+    paths: RunPaths
+    fingerprint: str
+    say: object
+
+
 def train(cfg, schedule, paths: RunPaths, progress=True) -> dict:
     rt = runtime.setup(cfg.engine)
     try:
@@ -57,32 +76,39 @@ def train(cfg, schedule, paths: RunPaths, progress=True) -> dict:
 def _train(cfg, schedule_name, paths, rt, progress):
     say = print if rt.main else (lambda *a, **k: None)
     say(f"train@{schedule_name}: {cfg.model} on {runtime.describe(rt)}")
-    data = load_data(cfg, paths, rt, progress)
+    run = _prepare(cfg, schedule_name, paths, rt, load_data(cfg, paths, rt, progress), say)
+    rows = _resume(run)
+    paths.checkpoint.parent.mkdir(parents=True, exist_ok=True)  # the stage's output, even if never filled
+    stop_reason = _loop(run, rows, progress)
+    summary = report.summarize(rows, stop_reason, schedule=schedule_name, model=cfg.model,
+                               device=runtime.describe(rt))
+    if rt.main:
+        _write_outputs(run, rows, summary)
+        _say_summary(schedule_name, summary, say)
+    return summary
+
+
+def _prepare(cfg, name, paths, rt, data, say) -> Run:
     torch.manual_seed(cfg.seed)
     model = models.build(cfg.model, len(data.classes), cfg.image_size, cfg.dropout).to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, rt)
-    norm = data.normalization or {}
     augment = (cfg.augmentation.crop_padding, cfg.augmentation.flip) if cfg.augment else None
-    batches = Batches(data.train, cfg.batch_size, norm.get("mean"), norm.get("std"), augment, rt.channels_last,
-                      rt.rank, rt.world)
-    schedule = schedules.make(schedule_name, optimizer, cfg, len(batches))
-
+    train_batches = _batches(data.train, cfg.batch_size, data, rt, augment)
+    eval_batches = {name: _batches(split, cfg.engine.eval_batch_size, data, rt)
+                    for name, split in (("val", data.val), ("test", data.test)) if split is not None}
     data_files = [paths.pathlist / n for n in ("train.txt", "test.txt", "classes.txt")] + [paths.stats]
-    fingerprint = checkpoint.fingerprint(cfg, schedule_name, data_files)
-    rows = _resume(paths.checkpoint, fingerprint, model, optimizer, schedule, say)
-    paths.checkpoint.parent.mkdir(parents=True, exist_ok=True)  # the stage's output, even if never filled
+    return Run(cfg=cfg, name=name, rt=rt, data=data, model=model, net=_wrap(model, cfg, rt), optimizer=optimizer,
+               schedule=schedules.make(name, optimizer, cfg, len(train_batches)), train_batches=train_batches,
+               eval_batches=eval_batches, paths=paths, fingerprint=checkpoint.fingerprint(cfg, name, data_files),
+               say=say)
 
-    net = _wrap(model, cfg, rt)
-    stop_reason = _loop(cfg, schedule_name, rt, net, model, optimizer, schedule, batches, data, rows, paths,
-                        fingerprint, progress, say)
-    summary = report.summarize(rows, stop_reason, schedule=schedule_name, model=cfg.model,
-                               device=runtime.describe(rt))
-    if rt.main:
-        _write_outputs(cfg, paths, model, data, rows, summary, rt)
-        _say_summary(schedule_name, summary, say)
-    return summary
+
+def _batches(split, batch_size, data, rt, augment=None, shard=True):
+    norm = data.normalization or {}
+    return Batches(split, batch_size, norm.get("mean"), norm.get("std"), augment, rt.channels_last,
+                   rt.rank if shard else 0, rt.world if shard else 1)
 
 
 def load_data(cfg, paths, rt, progress) -> Data:
@@ -153,67 +179,76 @@ def _wrap(model, cfg, rt):
     return net
 
 
-def _resume(path, fingerprint, model, optimizer, schedule, say):
-    state = checkpoint.resume_state(path, fingerprint, log=say)
+def _resume(run):
+    """The epoch rows of a matching checkpoint, with model, optimizer and schedule restored; else []."""
+    path = run.paths.checkpoint
+    state = checkpoint.resume_state(path, run.fingerprint, log=run.say)
     if state is None:
         return []
     try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.schedule.load_state_dict(state["schedule"])
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
         first = str(err).splitlines()[0]
         raise UserError(f"{path}: does not fit this model or optimizer ({first}); delete it") from None
-    say(f"resuming from {path} after epoch {state['epoch']}")
+    run.say(f"resuming from {path} after epoch {state['epoch']}")
     return list(state["log"])
 
 
-def _loop(cfg, schedule_name, rt, net, model, optimizer, schedule, batches, data, rows, paths, fingerprint,
-          progress, say):
-    norm = data.normalization or {}
-    evals = {name: Batches(split, cfg.engine.eval_batch_size, norm.get("mean"), norm.get("std"),
-                           channels_last=rt.channels_last, rank=rt.rank, world=rt.world)
-             for name, split in (("val", data.val), ("test", data.test)) if split is not None}
-    log_path = paths.metrics / "epochs.csv"
+def _loop(run, rows, progress):
+    """Train epochs after the resumed ones until a stop rule fires; return its name."""
+    cfg = run.cfg
     # A mean loss 100x that of guessing (ln classes) means the weights blew up: BatchNorm can keep such a
     # loss finite for many epochs, so waiting for NaN is not enough.
-    max_loss = DIVERGED_LOSS_FACTOR * math.log(len(data.classes))
-    start = len(rows) + 1
-    for epoch in range(start, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, "dropout"))
-        with tqdm(total=len(batches), desc=f"{schedule_name} epoch {epoch}/{cfg.epochs}", unit="step",
-                  leave=False, disable=None if progress else True) as bar:
-            tr = engine.train_one_epoch(net, batches, optimizer, schedule, epoch_seed(cfg.seed, epoch, "batches"),
-                                        rt, bar, max_loss)
-        _sync_buffers(model, rt)
-        val = engine.evaluate(net, evals["val"], rt) if "val" in evals else {"loss": None, "acc": None}
-        test = engine.evaluate(net, evals["test"], rt)
-        rows.append({
-            "epoch": epoch, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
-            "val_loss": val["loss"], "val_acc": val["acc"], "test_loss": test["loss"], "test_acc": test["acc"],
-            "seconds": time.perf_counter() - t0, "train_seconds": tr["seconds"], "images": tr["images"],
-        })
-        stop = _stop_reason(cfg, tr, schedule, epoch, val["acc"] if cfg.monitor == "val" else test["acc"])
-        if rt.main:
-            report.write_log(log_path, rows)
-            say(_epoch_line(schedule_name, cfg.epochs, rows[-1]))
+    max_loss = DIVERGED_LOSS_FACTOR * math.log(len(run.data.classes))
+    for epoch in range(len(rows) + 1, cfg.epochs + 1):
+        row, diverged = _epoch(run, epoch, max_loss, progress)
+        rows.append(row)
+        monitored = row["val_acc"] if cfg.monitor == "val" else row["test_acc"]
+        stop = "diverged" if diverged else _stop_reason(cfg, row, run.schedule, epoch, monitored)
+        if run.rt.main:
+            report.write_log(run.paths.metrics / "epochs.csv", rows)
+            run.say(_epoch_line(run.name, cfg.epochs, row))
             if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0 and not stop:
-                checkpoint.save(paths.checkpoint, {
-                    "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "log": rows,
-                })
+                _save_checkpoint(run, epoch, rows)
         if stop:
             return stop
     return "max_epochs"
 
 
-def _stop_reason(cfg, tr, schedule, epoch, monitored_acc):
-    if tr["diverged"]:
-        return "diverged"
+def _epoch(run, epoch, max_loss, progress):
+    """Train one epoch and evaluate: (the log row, whether training diverged)."""
+    cfg, rt = run.cfg, run.rt
+    t0 = time.perf_counter()
+    lr = run.optimizer.param_groups[0]["lr"]
+    torch.manual_seed(epoch_seed(cfg.seed, epoch, "dropout"))
+    with tqdm(total=len(run.train_batches), desc=f"{run.name} epoch {epoch}/{cfg.epochs}", unit="step",
+              leave=False, disable=None if progress else True) as bar:
+        tr = engine.train_one_epoch(run.net, run.train_batches, run.optimizer, run.schedule,
+                                    epoch_seed(cfg.seed, epoch, "batches"), rt, bar, max_loss)
+    _sync_buffers(run.model, rt)
+    nothing = {"loss": None, "acc": None}
+    val = engine.evaluate(run.net, run.eval_batches["val"], rt) if "val" in run.eval_batches else nothing
+    test = engine.evaluate(run.net, run.eval_batches["test"], rt)
+    row = {
+        "epoch": epoch, "lr": lr, "train_loss": tr["loss"], "train_acc": tr["acc"],
+        "val_loss": val["loss"], "val_acc": val["acc"], "test_loss": test["loss"], "test_acc": test["acc"],
+        "seconds": time.perf_counter() - t0, "train_seconds": tr["seconds"], "images": tr["images"],
+    }
+    return row, tr["diverged"]
+
+
+def _save_checkpoint(run, epoch, rows):
+    checkpoint.save(run.paths.checkpoint, {
+        "fingerprint": run.fingerprint, "epoch": epoch, "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(), "log": rows,
+    })
+
+
+def _stop_reason(cfg, row, schedule, epoch, monitored_acc):
     plateau = schedule.after_epoch(epoch, monitored_acc)  # every epoch: the schedule keeps its own window
-    if tr["loss"] < cfg.loss_stop:
+    if row["train_loss"] < cfg.loss_stop:
         return "loss_stop"
     if plateau:
         return "plateau"
@@ -233,18 +268,19 @@ def _epoch_line(name, epochs, r):
             f"acc {r['train_acc']:5.1f}%{val}  test {r['test_acc']:5.1f}%  {r['seconds']:.1f}s")
 
 
-def _write_outputs(cfg, paths, model, data, rows, summary, rt):
-    single = runtime.Runtime(rt.device, rt.bf16, rt.channels_last)  # predictions: this process, whole split
-    norm = data.normalization or {}
-    test = Batches(data.test, cfg.engine.eval_batch_size, norm.get("mean"), norm.get("std"),
-                   channels_last=rt.channels_last)
-    predictions = engine.predict(model, test, single)
-    checkpoint.save_model(paths.model, model, name=cfg.model, classes=data.classes, image_size=cfg.image_size,
-                          dropout=cfg.dropout, normalization=data.normalization)
-    report.write_predictions(paths.metrics / "predictions.csv", data.test.labels.cpu().tolist(), predictions.tolist(),
+def _write_outputs(run, rows, summary):
+    cfg, data = run.cfg, run.data
+    # Predictions of the whole test split by this process alone (rank 0 under DDP).
+    single = runtime.Runtime(run.rt.device, run.rt.bf16, run.rt.channels_last)
+    predictions = engine.predict(run.model, _batches(data.test, cfg.engine.eval_batch_size, data, run.rt,
+                                                     shard=False), single)
+    checkpoint.save_model(run.paths.model, run.model, name=cfg.model, classes=data.classes,
+                          image_size=cfg.image_size, dropout=cfg.dropout, normalization=data.normalization)
+    metrics = run.paths.metrics
+    report.write_predictions(metrics / "predictions.csv", data.test.labels.cpu().tolist(), predictions.tolist(),
                              data.classes)
-    report.write_log(paths.metrics / "epochs.csv", rows)
-    io.write_json(paths.metrics / "metrics.json", summary)
+    report.write_log(metrics / "epochs.csv", rows)
+    io.write_json(metrics / "metrics.json", summary)
 
 
 def _say_summary(name, s, say):
