@@ -57,6 +57,14 @@ def test_order_and_chunking_do_not_matter(tmp_path, monkeypatch):
 
     paths, _ = random_images(tmp_path, n=30)
     a = channel_stats(paths, workers=1, progress=False)
-    monkeypatch.setattr(stats_mod, "CHUNK", 7)
+    monkeypatch.setattr(stats_mod, "chunk_len", lambda size: 7)
     b = channel_stats(list(reversed(paths)), workers=2, progress=False)
     assert a == b
+
+
+def test_a_chunk_holds_a_bounded_number_of_pixels():
+    from thesislab.data.stats import CHUNK_PIXELS, chunk_len
+
+    assert chunk_len(32) == 512
+    for size in (8, 64, 224, 1024, 5000):
+        assert 1 <= chunk_len(size) and chunk_len(size) * size * size <= max(CHUNK_PIXELS, size * size)
