@@ -117,8 +117,23 @@ def test_checkpoint_from_other_params_is_not_resumed(tiny_data, tmp_path, capsys
     assert checkpoint.load(paths.checkpoint)["epoch"] == 3  # the last epoch is not checkpointed: it ends
     fresh, pf = run(tiny_data, tmp_path / "fresh", epochs=4)
     again, pa = run(tiny_data, tmp_path / "x", epochs=4)
-    assert "made with different params or data; not resuming" in capsys.readouterr().out
+    assert "made with different params, data or code; not resuming" in capsys.readouterr().out
     assert without_timing(again) == without_timing(fresh)
+
+
+def test_checkpoint_from_other_code_is_not_resumed(tiny_data, tmp_path, capsys, monkeypatch):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "model.py").write_text("version = 1\n")
+    monkeypatch.setattr(checkpoint, "PACKAGE", code)
+    run(tiny_data, tmp_path / "x", epochs=4)
+    capsys.readouterr()
+    run(tiny_data, tmp_path / "x", epochs=4)
+    assert "resuming from" in capsys.readouterr().out
+    (code / "model.py").write_text("version = 2\n")
+    run(tiny_data, tmp_path / "x", epochs=4)
+    out = capsys.readouterr().out
+    assert "made with different params, data or code; not resuming" in out and "resuming from" not in out
 
 
 class RunsCode:

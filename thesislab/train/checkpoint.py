@@ -1,7 +1,7 @@
 """Checkpoints and model files: state_dicts plus what rebuilds them, loaded with weights_only=True.
 
-A checkpoint carries the fingerprint of the params and data it was made with; resuming from one made
-with anything else is refused (training starts over). A truncated or tampered file is reported as such.
+A checkpoint carries the fingerprint of the params, data and code it was made with; resuming from one
+made with anything else is refused (training starts over). A truncated or tampered file is reported as such.
 """
 
 import hashlib
@@ -17,13 +17,17 @@ from thesislab.train import models
 MODEL_FORMAT = 1
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
 def fingerprint(cfg, schedule, data_files) -> str:
-    """What a run's results depend on: every param but the engine's, the schedule, the data's bytes."""
+    """What a run's results depend on: every param but the engine's, the schedule, the data's bytes, and
+    the library's code (a checkpoint made by other code must not be resumed by this one)."""
     params = cfg.to_dict()
     params.pop("engine")
     params.pop("checkpoint_every")
     h = hashlib.sha256(json.dumps({"params": params, "schedule": schedule}, sort_keys=True).encode())
-    for f in data_files:
+    for f in list(data_files) + sorted(PACKAGE.rglob("*.py")):
         h.update(Path(f).read_bytes())
     return h.hexdigest()
 
@@ -54,7 +58,7 @@ def resume_state(path, expected_fingerprint, log=print):
         return None
     state = load(path)
     if state.get("fingerprint") != expected_fingerprint:
-        log(f"{path}: made with different params or data; not resuming, training from the start")
+        log(f"{path}: made with different params, data or code; not resuming, training from the start")
         return None
     for key in ("epoch", "model", "optimizer", "schedule", "log"):
         if key not in state:
