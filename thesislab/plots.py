@@ -171,9 +171,13 @@ def comparison_table(runs, dataset) -> str:
             "| images/s |\n"
             "|---|---:|---:|---:|---:|---|---:|---:|\n")
     body = "".join(
-        f"| {r.schedule} | {s['test_acc']} | {s['best_test_acc']} | {s['epochs']} | {s['lr_reductions']} | "
-        f"{s['stop_reason']} | {s['train_seconds']} | {s['images_per_second']:,.0f} |\n"
+        f"| {r.schedule} | {_pct(s['test_acc'])} | {_pct(s['best_test_acc'])} | {s['epochs']} | {s['lr_reductions']} | "
+        f"{s['stop_reason']} | {s['train_seconds']:.1f} | {s['images_per_second']:,.0f} |\n"
         for r in runs for s in [r.summary]
     )
     note = f"\nReference: {THESIS[dataset]}.\n" if dataset in THESIS else "\n"
     return head + body + note
+
+
+def _pct(v):
+    return f"{v:.2f}" if isinstance(v, (int, float)) else str(v)
