@@ -28,22 +28,25 @@ COMPILE_MODES = (False, "default", "reduce-overhead", "max-autotune")
 
 
 def _integer(lo=None, hi=None):
+    allowed = "an integer" + _range_text(lo, hi, "[", "]")
+
     def rule(v):
         ok = isinstance(v, int) and not isinstance(v, bool) and (lo is None or v >= lo) and (hi is None or v <= hi)
-        return None if ok else "an integer" + _range_text(lo, hi, "[", "]")
+        return None if ok else allowed
 
     return rule
 
 
 def _number(lo=None, hi=None, lo_open=False, hi_open=False):
+    allowed = "a number" + _range_text(lo, hi, "(" if lo_open else "[", ")" if hi_open else "]")
+
     def rule(v):
         if not _is_number(v):
-            return "a number" + _range_text(lo, hi, "(" if lo_open else "[", ")" if hi_open else "]")
+            return allowed
         v = float(v)
         below = lo is not None and (v <= lo if lo_open else v < lo)
         above = hi is not None and (v >= hi if hi_open else v > hi)
-        bad = below or above
-        return "a number" + _range_text(lo, hi, "(" if lo_open else "[", ")" if hi_open else "]") if bad else None
+        return allowed if below or above else None
 
     return rule
 
