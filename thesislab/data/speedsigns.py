@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from thesislab.parallel import chunked, map_chunks
 
 # The thesis names 11 classes from 20 to 110 km/h without listing them: the ten multiples of ten, and 25
-# (a limit posted on small roads) for the eleventh.
+# for the eleventh (an assumption; it also makes 20/25 a close pair, as real sets have).
 SPEEDS = (20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 110)
 CLASSES = tuple(f"{kmh:03d}kmh" for kmh in SPEEDS)  # zero-padded so that sorting keeps numeric order
 SPLIT_IDS = {"train": 0, "test": 1}
