@@ -232,3 +232,15 @@ def test_decoded_images_are_cached_and_invalidated(tiny_data, tmp_path):
     c, _ = ds().to_arrays(tmp_path / "cache", progress=False)
     assert c[0].max() == 0 and (c[1:] == a[1:]).all()
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+
+
+def test_the_chapter_4_dataset_gives_what_the_fast_path_caches(tiny_data):
+    from thesislab.data.dataset import PathListDataset
+
+    ds = PathListDataset(tiny_data / "pathlist" / "test.txt", tiny_data / "raw", 11, 16)
+    images, labels = ds.to_arrays(progress=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=10)
+    x, y = next(iter(loader))
+    assert x.shape == (10, 3, 16, 16) and x.dtype == torch.float32
+    assert torch.equal(x, torch.from_numpy(images[:10]).permute(0, 3, 1, 2).float() / 255)
+    assert y.tolist() == labels[:10].tolist() and len(ds) == 44

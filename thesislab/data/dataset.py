@@ -33,7 +33,7 @@ class PathListDataset(torch.utils.data.Dataset):
         pixels = load_rgb(path, self.image_size)
         if self.transform is not None:
             return self.transform(pixels), label
-        return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255), label
+        return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255), label  # Pillow arrays are read-only
 
     @property
     def labels(self):

@@ -51,19 +51,11 @@ def _classes_of(split_dir, real_root):
     if not split_dir.is_dir():
         raise UserError(f"{split_dir}: missing; expected {split_dir}/<class>/<image> folders")
     classes = {}
-    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-        if entry.name.startswith("."):
-            continue
-        _check_inside(entry.path, real_root)
-        _check_name(entry.path, entry.name)
+    for entry in _visible(split_dir, real_root):
         if not entry.is_dir():
             raise UserError(f"{entry.path}: a file where a class folder was expected")
         names = []
-        for f in sorted(os.scandir(entry.path), key=lambda e: e.name):
-            if f.name.startswith("."):
-                continue
-            _check_inside(f.path, real_root)
-            _check_name(f.path, f.name)
+        for f in _visible(entry.path, real_root):
             if not f.is_file():
                 raise UserError(f"{f.path}: not a regular file (class folders hold images only)")
             names.append(f.name)
@@ -71,6 +63,16 @@ def _classes_of(split_dir, real_root):
             raise UserError(f"{entry.path}: class folder has no images")
         classes[entry.name] = names
     return classes
+
+
+def _visible(folder, real_root):
+    """A folder's entries by name, hidden ones skipped, each checked to stay inside the root."""
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        _check_inside(entry.path, real_root)
+        _check_name(entry.path, entry.name)
+        yield entry
 
 
 def _check_inside(path, real_root):

@@ -8,7 +8,6 @@ from thesislab import io
 
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds")
 TIMING_KEYS = ("train_seconds", "images_per_second", "seconds")
-STOP_REASONS = ("max_epochs", "loss_stop", "plateau", "diverged")
 
 
 def _cell(v):
