@@ -93,8 +93,8 @@ def draw_lr(ax, runs):
         # Each epoch's LR holds from its start to the next epoch's: draw the last one to its end too.
         ax.step(np.append(ep, ep[-1] + 1), np.append(lr, lr[-1]), where="post", color=c, lw=width(i),
                 label=run.schedule)
-        cut = np.flatnonzero(lr[1:] < lr[:-1] * (1 - 1e-9)) + 1
-        if len(cut) and run.schedule in ("dynamic", "plateau", "step"):
+        cut = report.lr_cut_indices(run.rows)
+        if cut and run.schedule in ("dynamic", "plateau", "step"):
             ax.scatter(ep[cut], lr[cut], marker="v", s=60, color=c, zorder=3,
                        label=f"{run.schedule}: LR cut ({len(cut)})")
     ax.set(title="Learning rate", xlabel="epoch", ylabel="LR", yscale="log")

@@ -11,9 +11,9 @@ TIMING_KEYS = ("train_seconds", "images_per_second", "seconds")
 
 
 def _cell(v):
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "" if v is None else str(v)
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
+    if v is None:
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v)
 
 
 def write_log(path, rows):
@@ -30,9 +30,13 @@ def read_log(path):
         return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def lr_cut_indices(rows):
+    """Indices of the rows whose LR is lower than the row before's."""
+    return [i for i in range(1, len(rows)) if rows[i]["lr"] < rows[i - 1]["lr"] * (1 - 1e-9)]
+
+
 def lr_reductions(rows):
-    """Epochs whose LR is lower than the epoch before's."""
-    return sum(1 for a, b in zip(rows, rows[1:]) if b["lr"] < a["lr"] * (1 - 1e-9))
+    return len(lr_cut_indices(rows))
 
 
 def summarize(rows, stop_reason, *, schedule, model, device):
