@@ -2,7 +2,8 @@
 
 import argparse
 
-from thesislab.data import layout, pathlist
+from thesislab import files
+from thesislab.data import layout
 from thesislab.errors import stage_main
 
 
@@ -10,10 +11,10 @@ from thesislab.errors import stage_main
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--root", required=True, help="dataset folder with train/<class>/ and test/<class>/")
-    ap.add_argument("--out", required=True, help="folder for train.txt, test.txt and classes.txt")
+    ap.add_argument("--out", required=True, help="folder for the path lists and class names")
     args = ap.parse_args()
     found = layout.scan(args.root)
-    pathlist.write(found, args.out)
+    files.write_pathlists(found.classes, found.files, args.out)
     n_train, n_test = len(found.files["train"]), len(found.files["test"])
     print(f"{args.out}: {n_train} train, {n_test} test, {len(found.classes)} classes")
 

@@ -4,7 +4,8 @@ import shutil
 import pytest
 from conftest import make_image_folder
 
-from thesislab.data import layout, pathlist
+from thesislab import files
+from thesislab.data import layout
 from thesislab.errors import UserError
 
 
@@ -52,10 +53,15 @@ def test_symlink_inside_the_root_is_allowed(tmp_path):
     assert ("train/cat/again.png", 0) in layout.scan(root).files["train"]
 
 
+def write(root, folder):
+    found = layout.scan(root)
+    files.write_pathlists(found.classes, found.files, folder)
+
+
 def test_pathlists_are_byte_for_byte_deterministic(tmp_path):
     root = make_image_folder(tmp_path / "d", classes=("b", "a"))
-    pathlist.write(layout.scan(root), tmp_path / "one")
-    pathlist.write(layout.scan(root), tmp_path / "two")
+    write(root, tmp_path / "one")
+    write(root, tmp_path / "two")
     for name in ("train.txt", "test.txt", "classes.txt"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     assert (tmp_path / "one" / "train.txt").read_text().splitlines()[0] == "train/a/0.png\t0"
@@ -64,14 +70,14 @@ def test_pathlists_are_byte_for_byte_deterministic(tmp_path):
 
 def test_read_round_trip(tmp_path):
     root = make_image_folder(tmp_path / "d")
-    pathlist.write(layout.scan(root), tmp_path / "pl")
-    entries = pathlist.read(tmp_path / "pl" / "train.txt", root, 2)
+    write(root, tmp_path / "pl")
+    entries = files.read_pathlist(tmp_path / "pl", "train", root, 2)
     assert entries[0] == (str(root / "train/cat/0.png"), 0)
-    assert pathlist.read_classes(tmp_path / "pl" / "classes.txt") == ("cat", "dog")
+    assert files.read_classes(tmp_path / "pl") == ("cat", "dog")
 
 
 @pytest.mark.parametrize("line, message", [
-    ("train/cat/missing.png\t0", r"list.txt:1: .*missing.png: no such image file"),
+    ("train/cat/missing.png\t0", r"train.txt:1: .*missing.png: no such image file"),
     ("../d/train/cat/0.png\t0", r"must be a path relative to the dataset folder, without '\.\.'"),
     ("/etc/passwd\t0", r"must be a path relative to the dataset folder"),
     ("train/cat/0.png\t7", r"label 7 out of range 0..1"),
@@ -80,23 +86,21 @@ def test_read_round_trip(tmp_path):
 ])
 def test_read_refuses_bad_lines(tmp_path, line, message):
     root = make_image_folder(tmp_path / "d")
-    lst = tmp_path / "list.txt"
-    lst.write_text(line + "\n")
+    (tmp_path / "train.txt").write_text(line + "\n")
     with pytest.raises(UserError, match=message):
-        pathlist.read(lst, root, 2)
+        files.read_pathlist(tmp_path, "train", root, 2)
 
 
 def test_read_refuses_symlink_escape(tmp_path):
     root = make_image_folder(tmp_path / "d")
     (tmp_path / "secret.png").write_bytes(b"x")
     os.symlink(tmp_path / "secret.png", root / "train" / "cat" / "s.png")
-    lst = tmp_path / "list.txt"
-    lst.write_text("train/cat/s.png\t0\n")
+    (tmp_path / "train.txt").write_text("train/cat/s.png\t0\n")
     with pytest.raises(UserError, match="leads outside the dataset folder"):
-        pathlist.read(lst, root, 2)
+        files.read_pathlist(tmp_path, "train", root, 2)
 
 
 def test_empty_list_is_refused(tmp_path):
-    (tmp_path / "list.txt").write_text("\n")
+    (tmp_path / "test.txt").write_text("\n")
     with pytest.raises(UserError, match="path list is empty"):
-        pathlist.read(tmp_path / "list.txt", tmp_path, 2)
+        files.read_pathlist(tmp_path, "test", tmp_path, 2)

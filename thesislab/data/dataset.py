@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from thesislab import io
-from thesislab.data import pathlist
+from thesislab import files, io
 from thesislab.data.images import load_rgb
 from thesislab.parallel import chunked, map_chunks
 
 
 class PathListDataset(torch.utils.data.Dataset):
-    def __init__(self, list_file, root, num_classes, image_size, transform=None):
-        self.entries = pathlist.read(list_file, root, num_classes)
+    def __init__(self, pathlist_dir, split, root, num_classes, image_size, transform=None):
+        self.entries = files.read_pathlist(pathlist_dir, split, root, num_classes)
         self.image_size = image_size
         self.transform = transform
 

@@ -12,13 +12,14 @@ from pathlib import Path
 from thesislab.data import archives, layout
 from thesislab.data.images import load_rgb
 from thesislab.errors import UserError
+from thesislab.files import SPLITS
 from thesislab.parallel import chunked, map_chunks
 
 
 def import_folder(source, out_dir, work_dir, progress=True):
     root = _unpack(Path(source), Path(work_dir))
     found = layout.scan(root)
-    files = [rel for split in layout.SPLITS for rel, _ in found.files[split]]
+    files = [rel for split in SPLITS for rel, _ in found.files[split]]
     for _ in map_chunks(_check_decodes, chunked([str(root / rel) for rel in files], 256), desc="checking images",
                         progress=progress):
         pass

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from thesislab.errors import UserError
-
-SPLITS = ("train", "test")
+from thesislab.files import SPLITS
 
 
 @dataclass(frozen=True)

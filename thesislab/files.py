@@ -1,0 +1,197 @@
+"""The files the stages hand to each other: every name and format is defined here, and read and written here.
+
+dvc.yaml names the folders and files each stage writes (a path is written once, there, and passed in); the
+names inside those folders, and what each file holds, are defined below and nowhere else.
+
+    path lists  <pathlist>/train.txt, test.txt   written by pathlist; read by stats, train, predict
+                <pathlist>/classes.txt
+    stats       stats.json                       written by stats; read by train
+    a run       <run>/metrics.json               written by train@<schedule>-<seed>; read by compare
+                <run>/epochs.csv
+                <run>/predictions.csv
+"""
+
+import csv
+import io as _io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from thesislab import io
+from thesislab.errors import UserError
+
+SPLITS = ("train", "test")
+
+# --- path lists (the thesis's chapter 4.2): one `relative/path<TAB>label` line per image ----------------------
+
+CLASSES = "classes.txt"
+
+
+def pathlist_file(folder, split) -> Path:
+    return Path(folder) / f"{split}.txt"
+
+
+def write_pathlists(classes, files, folder):
+    """<folder>/train.txt and test.txt from files = {split: [(relative posix path, label)]}, and classes.txt
+    (one class name a line, in label order). Paths use '/', so a list is the same bytes on every machine."""
+    for split in SPLITS:
+        io.write_text(pathlist_file(folder, split), "".join(f"{p}\t{label}\n" for p, label in files[split]))
+    io.write_text(Path(folder) / CLASSES, "".join(f"{name}\n" for name in classes))
+
+
+def read_classes(folder) -> tuple:
+    path = Path(folder) / CLASSES
+    try:
+        names = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read class names ({err.strerror})") from None
+    if len(names) < 2:
+        raise UserError(f"{path}: needs at least 2 class names, found {len(names)}")
+    return names
+
+
+def read_pathlist(folder, split, root, num_classes) -> list:
+    """[(absolute path, label)] for every line of a split's list, each checked: a label in range, a relative
+    path that stays inside `root`, a file that exists. A bad line raises UserError naming the list and line."""
+    list_file, root = pathlist_file(folder, split), Path(root)
+    real_root = os.path.realpath(root)
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise UserError(f"{list_file}: cannot read path list ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{list_file}: not a UTF-8 text path list") from None
+    entries = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{list_file}:{n}"
+        rel, label = _parse_pathlist_line(line, where, num_classes)
+        path = root / rel
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, real_root]) != real_root:
+            raise UserError(f"{where}: {rel} leads outside the dataset folder {root}; refused")
+        if not os.path.isfile(real):
+            raise UserError(f"{where}: {path}: no such image file")
+        entries.append((str(path), label))
+    if not entries:
+        raise UserError(f"{list_file}: path list is empty")
+    return entries
+
+
+def _parse_pathlist_line(line, where, num_classes):
+    parts = line.split("\t")
+    if len(parts) != 2:
+        raise UserError(f"{where}: expected 'relative/path<TAB>label', got {line!r}")
+    rel, label = parts
+    pure = PurePosixPath(rel)
+    if not rel or pure.is_absolute() or ".." in pure.parts:
+        raise UserError(f"{where}: {rel!r} must be a path relative to the dataset folder, without '..'")
+    try:
+        label = int(label)
+    except ValueError:
+        raise UserError(f"{where}: label {label!r} is not an integer") from None
+    if not 0 <= label < num_classes:
+        raise UserError(f"{where}: label {label} out of range 0..{num_classes - 1}")
+    return rel, label
+
+
+# --- stats.json: {"mean": [r, g, b], "std": [r, g, b], "count": images, "pixels": per channel}, [0, 1] units --
+
+
+def write_stats(path, stats: dict):
+    io.write_json(path, stats)
+
+
+def read_normalization(path) -> dict:
+    """{"mean": [3 floats], "std": [3 positive floats]}: what training normalises with."""
+    try:
+        stats = json.loads(Path(path).read_text())
+        mean, std = [float(v) for v in stats["mean"]], [float(v) for v in stats["std"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: unreadable stats ({err}); rerun the stats stage") from None
+    if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise UserError(f"{path}: stats need 3 finite means and 3 positive stds; rerun the stats stage")
+    return {"mean": mean, "std": std}
+
+
+# --- a training run's folder ----------------------------------------------------------------------------------
+
+METRICS, EPOCHS, PREDICTIONS = "metrics.json", "epochs.csv", "predictions.csv"
+# One row per epoch. `lr` is the rate the epoch trained at; accuracies are percent; empty cells are undefined
+# (no validation split when monitor is test).
+EPOCH_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds")
+TIMING_KEYS = ("train_seconds", "images_per_second", "seconds")  # differ between identical runs
+
+
+def run_name(schedule, seed) -> str:
+    """The name of a (schedule, seed) run: its stage is train@<name>, its folder <runs>/<name>."""
+    return f"{schedule}-{seed}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one finished training run left in its folder."""
+
+    name: str
+    rows: list  # epochs.csv, one dict per epoch (None for empty cells)
+    summary: dict  # metrics.json
+    folder: Path
+
+    @property
+    def predictions(self) -> Path:
+        return self.folder / PREDICTIONS
+
+
+def write_epochs(folder, rows):
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(EPOCH_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in EPOCH_COLUMNS])
+    io.write_text(Path(folder) / EPOCHS, buf.getvalue())
+
+
+def _cell(v):
+    if v is None:
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def read_epochs(folder) -> list:
+    with open(Path(folder) / EPOCHS, newline="") as f:
+        return parse_epochs(f)
+
+
+def parse_epochs(text_file) -> list:
+    return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(text_file)]
+
+
+def write_summary(folder, summary: dict):
+    io.write_json(Path(folder) / METRICS, summary)
+
+
+def write_predictions(folder, labels, predictions, classes):
+    """actual,predicted class names per test image, in path-list order: DVC's confusion template reads this."""
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("actual", "predicted"))
+    writer.writerows((classes[a], classes[p]) for a, p in zip(labels, predictions))
+    io.write_text(Path(folder) / PREDICTIONS, buf.getvalue())
+
+
+def read_predictions(path) -> list:
+    with open(path, newline="") as f:
+        return [(r["actual"], r["predicted"]) for r in csv.DictReader(f)]
+
+
+def read_run(runs_dir, name) -> Run:
+    folder = Path(runs_dir) / name
+    try:
+        rows = read_epochs(folder)
+        summary = json.loads((folder / METRICS).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{folder}: missing or unreadable training outputs ({err}); run train@{name} first") from None
+    return Run(name, rows, summary, folder)
