@@ -17,9 +17,9 @@ BAD = {
     "speedsigns.train_per_class": (1.5, 0),
     "speedsigns.test_per_class": ("ten", 0),
     "speedsigns.size": ([32], 8),
-    "speedsigns.seed": (0.5, -1),
-    "model": (True, "resnet50"),
-    "schedules": ("static", ["static", "warmup"]),
+    "speedsigns.seed": (0.5, 99999999999999999999),
+    "model": (True, ""),  # unknown names: the registry refuses them (tests/test_models.py)
+    "schedules": ("static", ["static", "static"]),
     "lr": ("fast", 0),
     "momentum": ([0.9], 1.0),
     "weight_decay": ("none", -0.1),
@@ -31,7 +31,7 @@ BAD = {
     "loss_stop": ("low", -1),
     "monitor": (1, "train"),
     "val_fraction": ("tenth", 0.95),
-    "seed": ("zero", -3),
+    "seeds": ([], [0, 0]),  # also: [0, 1.5], [-1], 2**32 (test_seed_lists)
     "checkpoint_every": (2.5, -1),
     "dynamic.window": (8.5, 1),
     "dynamic.slope": ("flat", None),
@@ -45,6 +45,9 @@ BAD = {
     "torch_schedules.onecycle.pct_start": ("x", 1.0),
     "augmentation.crop_padding": ("two", -1),
     "augmentation.flip": ("no", None),
+    "compare.baseline": (1, "cosine"),  # not among schedules
+    "compare.min_effect": ("half", -0.5),
+    "compare.target_acc": ("ninety", 0),
     "engine.device": (0, "tpu"),
     "engine.compile": (1, "fastest"),
     "engine.bf16": ("on", None),
@@ -112,15 +115,44 @@ def test_unknown_key_is_named(key):
 
 
 def test_allowed_values_are_listed():
-    with pytest.raises(UserError, match=r"model: must be one of: signnet, vgg16, simple_v3, lenet, mlp"):
-        config.from_dict(with_value("model", "resnet"))
+    with pytest.raises(UserError, match=r"monitor: must be one of: val, test \(got 'train'\)"):
+        config.from_dict(with_value("monitor", "train"))
     with pytest.raises(UserError, match=r"lr: must be a number in \(0, 1000\] \(got 0\)"):
         config.from_dict(with_value("lr", 0))
 
 
-def test_yaml_1_1_exponent_strings_are_numbers():
-    # `dvc exp run -S lr=1e-3` writes 1e-3, which YAML 1.1 reads as a string.
-    assert config.from_dict(with_value("lr", "1e-3")).lr == pytest.approx(0.001)
+@pytest.mark.parametrize("seeds", [[], [0, 0], [0, 1.5], [-1], [2**32], [True], "0", 0])
+def test_seed_lists(seeds):
+    with pytest.raises(UserError, match=r"^params.yaml: seeds: must be a non-empty list of distinct integers"):
+        config.from_dict(with_value("seeds", seeds))
+    assert config.from_dict(with_value("seeds", [0, 2**32 - 1, 7])).seeds == (0, 2**32 - 1, 7)
+
+
+def test_baseline_must_be_a_compared_schedule():
+    raw = with_value("schedules", ["dynamic", "cosine"])
+    with pytest.raises(UserError, match=r"compare.baseline: must be one of schedules \(dynamic, cosine\) \(got 'static'\)"):
+        config.from_dict(raw)
+    raw["compare"]["baseline"] = "cosine"
+    assert config.from_dict(raw).compare.baseline == "cosine"
+
+
+def load_text(tmp_path, text):
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(defaults_dict()) + text)
+    return config.load(p)
+
+
+def test_params_are_read_as_yaml_1_2(tmp_path):
+    """What `dvc exp run -S` writes: 1e-3 is a number, `yes` and `on` are words (refused where a boolean is
+    expected), 1:30 is text (refused where an integer is expected), not 90."""
+    assert load_text(tmp_path, "lr: 1e-3\n").lr == pytest.approx(0.001)
+    assert load_text(tmp_path, "epochs: 010\n").epochs == 10
+    with pytest.raises(UserError, match=r"normalize: must be true or false \(got 'yes'\)"):
+        load_text(tmp_path, "normalize: yes\n")
+    with pytest.raises(UserError, match=r"augment: must be true or false \(got 'on'\)"):
+        load_text(tmp_path, "augment: on\n")
+    with pytest.raises(UserError, match=r"epochs: must be an integer in \[1, 100000\] \(got '1:30'\)"):
+        load_text(tmp_path, "epochs: 1:30\n")
 
 
 def test_booleans_are_not_numbers_and_numbers_are_not_booleans():
@@ -128,6 +160,8 @@ def test_booleans_are_not_numbers_and_numbers_are_not_booleans():
         config.from_dict(with_value("epochs", True))
     with pytest.raises(UserError):
         config.from_dict(with_value("normalize", 1))
+    with pytest.raises(UserError):
+        config.from_dict(with_value("lr", "0.01"))  # a quoted number is text
 
 
 def test_cross_key_rules():
@@ -150,7 +184,8 @@ def test_invalid_yaml_is_one_line(tmp_path):
 def test_a_stage_with_bad_params_prints_one_line_exits_2_and_writes_nothing(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("lr", -1)))
     out = tmp_path / "raw"
-    cmd = [sys.executable, "-m", "stages.download", "--out", str(out), "--samples", str(tmp_path / "s.png")]
+    cmd = [sys.executable, "-m", "stages.download", "--out", str(out), "--samples", str(tmp_path / "s.png"),
+           "--sources", str(tmp_path)]
     r = subprocess.run(cmd,
                        cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True,
                        text=True)

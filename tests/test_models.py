@@ -2,12 +2,21 @@ import pytest
 import torch
 from torch import nn
 
-from thesislab.config import MODELS
+from thesislab.errors import UserError
 from thesislab.train import models
 
+MODELS = tuple(models.REGISTRY)
 
-def test_registry_matches_the_config_names():
-    assert set(models.REGISTRY) == set(MODELS)
+
+def test_an_unknown_model_is_one_line_listing_the_names():
+    with pytest.raises(UserError, match=r"^params.yaml: model: must be one of: signnet, vgg16, simple_v3, lenet, mlp "
+                                         r"\(got 'resnet50'\)$"):
+        models.build("resnet50", 10, 32, 0.5)
+
+
+def test_a_model_that_cannot_run_at_image_size_says_so():
+    with pytest.raises(UserError, match=r"^params.yaml: image_size: lenet needs image_size >= 12"):
+        models.build("lenet", 10, 8, 0.5)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -125,8 +125,14 @@ def test_onecycle_moves_every_batch_and_peaks_at_lr():
     assert seen[0] < cfg.lr / 10 and seen[-1] < cfg.lr / 100
 
 
-def test_every_configured_name_builds():
-    from thesislab.config import SCHEDULES
-
-    for name in SCHEDULES:
+def test_every_registered_name_builds():
+    for name in schedules.REGISTRY:
         assert isinstance(schedules.make(name, optimizer(), tiny_config(), 5), schedules.Schedule)
+
+
+def test_an_unknown_schedule_is_one_line_naming_the_key():
+    from thesislab.errors import UserError
+
+    with pytest.raises(UserError, match=r"^params.yaml: schedules: 'warmup' is not a schedule; choose from: static, "
+                                         r"dynamic, step, exp, cosine, onecycle, plateau$"):
+        schedules.check_names(["static", "warmup"])

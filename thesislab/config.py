@@ -3,10 +3,19 @@
 Every key has a rule; a wrong type, an out-of-range value or an unknown name raises UserError with one line
 naming the key and what is allowed, before any work starts. The defaults here are the defaults of
 params.yaml (a test keeps the two equal).
+
+Names that belong to a registry (`model`, the entries of `schedules`) are checked against that registry by
+the code that owns it (thesislab.train.models, thesislab.train.schedules), first thing in the stages that
+use them: the registry is the one list of names, and the data stages need not import torch to read params.
+
+params.yaml is read as YAML 1.2 (what DVC writes for `-S`): only true/false are booleans (`yes` stays the
+word yes, and is refused where a boolean is expected), `1:30` is text rather than the base-60 number 90, and
+`1e-3` is a number.
 """
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,13 +24,42 @@ import yaml
 from thesislab.errors import UserError
 
 DATASETS = ("speedsigns", "cifar10", "folder")
-# Kept here rather than imported from the model registry so that the data stages need not import torch;
-# tests/test_models.py checks that the registry has exactly these names.
-MODELS = ("signnet", "vgg16", "simple_v3", "lenet", "mlp")
-SCHEDULES = ("static", "dynamic", "step", "exp", "cosine", "onecycle", "plateau")
 MONITORS = ("val", "test")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 COMPILE_MODES = (False, "default", "reduce-overhead", "max-autotune")
+
+
+# --- YAML 1.2 scalars ---------------------------------------------------------------------------------
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the YAML 1.2 core schema's booleans, integers and floats."""
+
+
+def _yaml12_resolvers():
+    resolvers = {
+        "tag:yaml.org,2002:bool": (r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        "tag:yaml.org,2002:int": (r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+        "tag:yaml.org,2002:float": (
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+            "-+.0123456789",
+        ),
+    }
+    table = {first: [(tag, rx) for tag, rx in entries if tag not in resolvers]
+             for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Yaml12Loader.yaml_implicit_resolvers = table
+    for tag, (pattern, first) in resolvers.items():
+        Yaml12Loader.add_implicit_resolver(tag, re.compile(pattern), list(first))
+
+
+def _yaml12_int(loader, node):
+    text = loader.construct_scalar(node)
+    base = 8 if text.startswith("0o") else 16 if text.startswith("0x") else 10  # 010 is ten, as in YAML 1.2
+    return int(text[2:] if base != 10 else text, base)
+
+
+_yaml12_resolvers()
+Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
 
 
 # --- rules: each returns None when the value is fine, or text saying what is allowed -----------------
@@ -54,15 +92,7 @@ def _number(lo=None, hi=None, lo_open=False, hi_open=False):
 def _is_number(v):
     if isinstance(v, bool):
         return False
-    if isinstance(v, (int, float)):
-        return math.isfinite(v)
-    if isinstance(v, str):
-        # YAML 1.1 reads `1e-3` (no dot) as a string: accept it, since `-S lr=1e-3` is what people type.
-        try:
-            return math.isfinite(float(v))
-        except ValueError:
-            return False
-    return False
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _range_text(lo, hi, left, right):
@@ -92,14 +122,22 @@ def _optional_text(v):
     return None if v is None or (isinstance(v, str) and v.strip()) else "null or a path/URL string"
 
 
-def _schedule_list(v):
-    ok = (
-        isinstance(v, list)
-        and v
-        and all(isinstance(s, str) and s in SCHEDULES for s in v)
-        and len(set(v)) == len(v)
-    )
-    return None if ok else "a non-empty list of distinct names from: " + ", ".join(SCHEDULES)
+def _name(v):
+    ok = isinstance(v, str) and v.strip() == v and v
+    return None if ok else "a name (see README: The experiment's knobs)"
+
+
+def _distinct_list(item_rule, what):
+    def rule(v):
+        ok = isinstance(v, list) and v and all(item_rule(x) is None for x in v) and len(set(v)) == len(v)
+        return None if ok else f"a non-empty list of distinct {what}"
+
+    return rule
+
+
+SEED_MAX = 2**32 - 1  # numpy and torch both take seeds this large
+_schedule_names = _distinct_list(_name, "schedule names, e.g. [static, dynamic]")
+_seed_list = _distinct_list(_integer(0, SEED_MAX), f"integers in [0, {SEED_MAX}], e.g. [0, 1, 2]")
 
 
 def param(default, rule):
@@ -120,7 +158,7 @@ class SpeedSigns:
     train_per_class: int = param(400, _integer(1, 100_000))
     test_per_class: int = param(100, _integer(1, 100_000))
     size: int = param(32, _integer(16, 512))
-    seed: int = param(0, _integer(0))
+    seed: int = param(0, _integer(0, SEED_MAX))
 
 
 @dataclass(frozen=True)
@@ -174,8 +212,19 @@ class Augmentation:
 
 
 @dataclass(frozen=True)
+class Compare:
+    """How the comparison of schedules over seeds decides (thesislab.comparison)."""
+
+    baseline: str = param("static", _name)
+    min_effect: float = param(0.5, _number(0, 100, lo_open=True))  # accuracy points worth detecting
+    target_acc: float = param(90.0, _number(0, 100, lo_open=True))  # for "epochs to reach it"
+
+
+@dataclass(frozen=True)
 class Engine:
-    """Where and how fast: none of these change what is computed on the CPU."""
+    """Where and how fast. device, bf16, compile and nproc change the arithmetic (other kernels, other rounding,
+    BatchNorm over each process's share of a batch), so they are part of what a checkpoint must match;
+    eval_batch_size only changes speed and memory (tests/test_training.py checks that)."""
 
     device: str = param("auto", _choice(DEVICES))
     compile: object = param(False, _choice(COMPILE_MODES))
@@ -190,8 +239,8 @@ class Config:
     source: object = param(None, _optional_text)
     image_size: int = param(32, _integer(8, 1024))
     speedsigns: SpeedSigns = group(SpeedSigns)
-    model: str = param("signnet", _choice(MODELS))
-    schedules: list = param(("static", "dynamic"), _schedule_list)
+    model: str = param("signnet", _name)
+    schedules: list = param(("static", "dynamic"), _schedule_names)
     lr: float = param(0.01, _number(0, 1000, lo_open=True))
     momentum: float = param(0.9, _number(0, 1, hi_open=True))
     weight_decay: float = param(0.0005, _number(0))
@@ -203,11 +252,12 @@ class Config:
     loss_stop: float = param(0.08, _number(0))
     monitor: str = param("val", _choice(MONITORS))
     val_fraction: float = param(0.1, _number(0, 0.9))
-    seed: int = param(0, _integer(0))
+    seeds: list = param((0, 1, 2), _seed_list)
     checkpoint_every: int = param(16, _integer(0))
     dynamic: Dynamic = group(Dynamic)
     torch_schedules: TorchSchedules = group(TorchSchedules)
     augmentation: Augmentation = group(Augmentation)
+    compare: Compare = group(Compare)
     engine: Engine = group(Engine)
 
     def to_dict(self):
@@ -250,6 +300,9 @@ def _build(cls, raw, prefix=""):
 
 
 def _check_together(cfg):
+    if cfg.compare.baseline not in cfg.schedules:
+        raise UserError(f"params.yaml: compare.baseline: must be one of schedules ({', '.join(cfg.schedules)}) "
+                        f"(got {cfg.compare.baseline!r})")
     if cfg.monitor == "val" and cfg.val_fraction <= 0:
         raise UserError("params.yaml: val_fraction: must be > 0 when monitor is val (got 0)")
     if cfg.dataset in ("folder",) and not cfg.source:
@@ -259,7 +312,7 @@ def _check_together(cfg):
 
 def from_dict(raw) -> Config:
     cfg = _build(Config, raw or {})
-    cfg = dataclasses.replace(cfg, schedules=tuple(cfg.schedules))
+    cfg = dataclasses.replace(cfg, schedules=tuple(cfg.schedules), seeds=tuple(cfg.seeds))
     _check_together(cfg)
     return cfg
 
@@ -271,7 +324,7 @@ def load(path="params.yaml") -> Config:
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=Yaml12Loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -7,6 +7,8 @@ sizes after the convolutions are worked out at build time, never hard-coded in f
 import torch
 from torch import nn
 
+from thesislab.errors import UserError
+
 
 def conv_bn_relu(cin, cout):
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
@@ -123,11 +125,25 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+# The registry: `model` in params.yaml is one of these names. Adding a net is one entry here (and its test).
 REGISTRY = {"signnet": SignNet, "vgg16": VGG16, "simple_v3": SimpleV3, "lenet": LeNet, "mlp": MLP}
 
 
+def check_name(name):
+    if name not in REGISTRY:
+        raise UserError(f"params.yaml: model: must be one of: {', '.join(REGISTRY)} (got {name!r})")
+
+
 def build(name, num_classes, image_size, dropout) -> nn.Module:
-    return REGISTRY[name](num_classes, image_size, dropout)
+    check_name(name)
+    try:
+        return REGISTRY[name](num_classes, image_size, dropout)
+    except ValueError as err:  # a net that cannot run at this image_size says why
+        raise UserError(f"params.yaml: image_size: {err}") from None
+
+
+def has_batchnorm(model) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def count_flops(model, image_size, device="cpu") -> int:

@@ -6,7 +6,9 @@ are torch.optim.lr_scheduler's own classes, wrapped, never re-implemented.
 
 from collections import deque
 
-import torch
+from torch.optim import lr_scheduler
+
+from thesislab.errors import UserError
 
 KEEP, REDUCE, STOP = "keep", "reduce", "stop"
 
@@ -135,27 +137,43 @@ class TorchOneCycle(TorchEpoch):
         return False
 
 
+# --- the registry: a schedule's name -> a factory(optimizer, cfg, steps_per_epoch); params are checked here ------
+
+
+def _torch_epoch(make_scheduler):
+    return lambda optimizer, cfg, steps: TorchEpoch(optimizer, make_scheduler(optimizer, cfg))
+
+
+def _plateau(optimizer, cfg, steps):
+    opts = cfg.torch_schedules.plateau
+    return TorchPlateau(optimizer, lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=opts.factor,
+                                                                  patience=opts.patience))
+
+
+def _onecycle(optimizer, cfg, steps):
+    return TorchOneCycle(optimizer, lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
+                                                            pct_start=cfg.torch_schedules.onecycle.pct_start))
+
+
+REGISTRY = {
+    "static": lambda optimizer, cfg, steps: Static(optimizer),
+    "dynamic": lambda optimizer, cfg, steps: Dynamic(optimizer, cfg.dynamic),
+    "step": _torch_epoch(lambda o, cfg: lr_scheduler.StepLR(o, cfg.torch_schedules.step.step_size,
+                                                            cfg.torch_schedules.step.gamma)),
+    "exp": _torch_epoch(lambda o, cfg: lr_scheduler.ExponentialLR(o, cfg.torch_schedules.exp.gamma)),
+    "cosine": _torch_epoch(lambda o, cfg: lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs)),
+    "onecycle": _onecycle,
+    "plateau": _plateau,
+}
+
+
+def check_names(names):
+    """Refuse a schedule name the registry lacks, naming the key (the matrix item, or params.yaml's list)."""
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise UserError(f"params.yaml: schedules: {unknown[0]!r} is not a schedule; choose from: {', '.join(REGISTRY)}")
+
+
 def make(name, optimizer, cfg, steps_per_epoch) -> Schedule:
-    sched = torch.optim.lr_scheduler
-    opts = cfg.torch_schedules
-    if name == "static":
-        return Static(optimizer)
-    if name == "dynamic":
-        return Dynamic(optimizer, cfg.dynamic)
-    if name == "step":
-        return TorchEpoch(optimizer, sched.StepLR(optimizer, opts.step.step_size, opts.step.gamma))
-    if name == "exp":
-        return TorchEpoch(optimizer, sched.ExponentialLR(optimizer, opts.exp.gamma))
-    if name == "cosine":
-        return TorchEpoch(optimizer, sched.CosineAnnealingLR(optimizer, T_max=cfg.epochs))
-    if name == "plateau":
-        return TorchPlateau(
-            optimizer, sched.ReduceLROnPlateau(optimizer, mode="max", factor=opts.plateau.factor,
-                                               patience=opts.plateau.patience)
-        )
-    if name == "onecycle":
-        return TorchOneCycle(
-            optimizer, sched.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                        pct_start=opts.onecycle.pct_start)
-        )
-    raise ValueError(f"unknown schedule {name!r}")
+    check_names([name])
+    return REGISTRY[name](optimizer, cfg, steps_per_epoch)
