@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): throughput against compute-only and the FLOP floor, stats speed, time to accuracy."""

@@ -1,6 +1,8 @@
-"""Stage train@<schedule>: train the configured model with one LR schedule; write model, log, metrics.
+"""Stage train@<schedule>-<seed>: train the configured model with one LR schedule and one seed.
 
-With engine.nproc > 1 it relaunches itself under torchrun, one process per GPU (DistributedDataParallel).
+Writes the model file, the run's folder (metrics.json, epochs.csv, predictions.csv) and, while the run is
+unfinished, its checkpoint. With engine.nproc > 1 it relaunches itself under torchrun, one process per GPU
+(DistributedDataParallel).
 """
 
 import argparse
@@ -10,20 +12,22 @@ import sys
 from pathlib import Path
 
 from thesislab import config
-from thesislab.errors import UserError, stage_main
-from thesislab.train.run import RunPaths, train
+from thesislab.errors import stage_main
+from thesislab.train.assemble import RunPaths
+from thesislab.train.run import check, train
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--schedule", required=True)
+    ap.add_argument("--seed", required=True, type=int)
     ap.add_argument("--root", required=True, help="dataset folder")
-    ap.add_argument("--pathlist", required=True, help="folder with train.txt, test.txt, classes.txt")
+    ap.add_argument("--pathlist", required=True, help="folder of the path lists")
     ap.add_argument("--stats", required=True, help="stats.json")
     ap.add_argument("--cache", required=True, help="folder for decoded-image arrays")
     ap.add_argument("--model", required=True, help="model file to write")
-    ap.add_argument("--checkpoints", required=True, help="folder for this schedule's checkpoint")
-    ap.add_argument("--metrics", required=True, help="folder for metrics.json, epochs.csv, predictions.csv")
+    ap.add_argument("--checkpoints", required=True, help="folder for this run's checkpoint")
+    ap.add_argument("--out", required=True, help="this run's output folder")
     return ap.parse_args()
 
 
@@ -37,15 +41,14 @@ def relaunch_under_torchrun(nproc):
 def main():
     args = parse_args()
     cfg = config.load()
-    if args.schedule not in config.SCHEDULES:
-        raise UserError(f"--schedule: unknown {args.schedule!r} (choose from: {', '.join(config.SCHEDULES)})")
+    check(cfg, args.schedule, args.seed)
     if cfg.engine.nproc > 1 and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(cfg.engine.nproc)
     paths = RunPaths(
         root=Path(args.root), pathlist=Path(args.pathlist), stats=Path(args.stats), cache=Path(args.cache),
-        model=Path(args.model), checkpoint=Path(args.checkpoints) / "last.pt", metrics=Path(args.metrics),
+        model=Path(args.model), checkpoint=Path(args.checkpoints) / "last.pt", run=Path(args.out),
     )
-    train(cfg, args.schedule, paths)
+    train(cfg, args.schedule, args.seed, paths)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Small enough for seconds of CPU, big enough to train: the default pipeline shrunk.
 TINY_PARAMS = {
+    "seeds": [0],
     "speedsigns": {"train_per_class": 12, "test_per_class": 4, "size": 16, "seed": 0},
     "image_size": 16,
     "batch_size": 16,
@@ -50,11 +51,27 @@ def tiny_config(**over):
     return config.from_dict(raw)
 
 
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """The speed signs at 16 px, 12 train and 4 test images a class, with path lists and stats."""
+    from thesislab import files
+    from thesislab.data import layout, speedsigns
+    from thesislab.data.stats import channel_stats
+
+    d = tmp_path_factory.mktemp("data")
+    speedsigns.generate(d / "raw", {"train": 12, "test": 4}, 16, seed=0, workers=1, progress=False)
+    found = layout.scan(d / "raw")
+    files.write_pathlists(found.classes, found.files, d / "pathlist")
+    files.write_stats(d / "stats.json", channel_stats([d / "raw" / p for p, _ in found.files["train"]], 16,
+                                                      workers=1, progress=False))
+    return d
+
+
 def tracked_files():
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout.split("\n")
     # Pipeline outputs of this checkout are not part of a fresh project.
-    skip = ("dvc.lock", "metrics/", "plots/", "data/", "models/")
+    skip = ("dvc.lock", "metrics/", "plots/", "data/raw", "data/pathlist", "models/", "results/")
     return [f for f in out if f and not f.startswith(skip) and (ROOT / f).is_file()]
 
 

@@ -61,7 +61,7 @@ def test_translation_and_flip_match_a_per_image_reference():
 
 
 def test_ranks_split_each_global_batch_without_overlap():
-    s = split(n=11)
+    s = split(n=12)
     whole = [y for _, y, _ in Batches(s, 4).epoch(5)]
     parts = [[y for _, y, _ in Batches(s, 4, rank=r, world=2).epoch(5)] for r in (0, 1)]
     assert len(parts[0]) == len(parts[1]) == 3
@@ -69,10 +69,18 @@ def test_ranks_split_each_global_batch_without_overlap():
         assert torch.equal(torch.cat([parts[0][step], parts[1][step]]), y)
 
 
-def test_a_last_batch_too_small_for_every_rank_is_dropped():
-    s = split(n=9)
-    assert len(Batches(s, 4, world=2)) == 2  # 9 = 4 + 4 + 1: one image cannot feed two ranks
-    assert len(Batches(s, 4)) == 3
+def sizes(batches, seed=None):
+    return [n for _, _, n in batches.epoch(seed)]
+
+
+def test_a_last_batch_too_small_to_train_on_joins_the_one_before():
+    """BatchNorm cannot train on one image (per process): such a last batch is merged, never dropped."""
+    assert sizes(Batches(split(n=9), 4), seed=1) == [4, 5]  # 4 + 4 + 1
+    assert sizes(Batches(split(n=10), 4), seed=1) == [4, 4, 2]
+    assert sizes(Batches(split(n=11), 4, world=2), seed=1) == [4, 7]  # 3 cannot give two ranks two each
+    assert sizes(Batches(split(n=3), 4)) == [3]  # a single batch stays whole
+    every = torch.cat([y for _, y, _ in Batches(split(n=9), 4).epoch(1)])
+    assert sorted(every.tolist()) == sorted(split(n=9).labels.tolist())  # no image lost
 
 
 def test_channels_last_keeps_values():

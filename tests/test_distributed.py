@@ -18,10 +18,10 @@ import yaml
 from conftest import ROOT, TINY_PARAMS, merge
 from PIL import Image
 
-from thesislab import io
-from thesislab.data import layout, pathlist
+from thesislab import files
+from thesislab.data import layout
 from thesislab.data.stats import channel_stats
-from thesislab.train import checkpoint, report
+from thesislab.train import checkpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -44,9 +44,9 @@ def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("ddp")
     colour_classes(d / "raw")
     found = layout.scan(d / "raw")
-    pathlist.write(found, d / "pathlist")
-    io.write_json(d / "stats.json", channel_stats([d / "raw" / p for p, _ in found.files["train"]], 16, workers=1,
-                                                  progress=False))
+    files.write_pathlists(found.classes, found.files, d / "pathlist")
+    files.write_stats(d / "stats.json", channel_stats([d / "raw" / p for p, _ in found.files["train"]], 16,
+                                                      workers=1, progress=False))
     return d
 
 
@@ -54,10 +54,10 @@ def train_stage(data, workdir, **params):
     workdir.mkdir()
     raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY_PARAMS, params))
     (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
-    cmd = [sys.executable, "-m", "stages.train", "--schedule", "static", "--root", str(data / "raw"),
+    cmd = [sys.executable, "-m", "stages.train", "--schedule", "static", "--seed", "0", "--root", str(data / "raw"),
            "--pathlist", str(data / "pathlist"), "--stats", str(data / "stats.json"),
            "--cache", str(workdir / "cache"), "--model", str(workdir / "model.pt"),
-           "--checkpoints", str(workdir / "ckpt"), "--metrics", str(workdir / "m")]
+           "--checkpoints", str(workdir / "ckpt"), "--out", str(workdir / "m")]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -81,7 +81,7 @@ def test_two_processes_match_one_without_batchnorm(data, tmp_path):
 
 
 def first_epoch_loss(workdir):
-    return report.read_log(workdir / "m" / "epochs.csv")[0]["train_loss"]
+    return files.read_epochs(workdir / "m")[0]["train_loss"]
 
 
 def test_two_processes_train_a_batchnorm_model(data, tmp_path):

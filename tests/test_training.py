@@ -4,40 +4,30 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
 
-from thesislab import io
-from thesislab.data import layout, pathlist, speedsigns
-from thesislab.data.stats import channel_stats
+from thesislab import files
 from thesislab.errors import UserError
-from thesislab.train import checkpoint, engine, report
-from thesislab.train.run import RunPaths, train
+from thesislab.train import checkpoint, engine, runtime
+from thesislab.train.assemble import RunPaths
+from thesislab.train.run import train
 
-TIMING = set(report.TIMING_KEYS)
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    speedsigns.generate(d / "raw", {"train": 12, "test": 4}, 16, seed=0, workers=1, progress=False)
-    found = layout.scan(d / "raw")
-    pathlist.write(found, d / "pathlist")
-    io.write_json(d / "stats.json", channel_stats([d / "raw" / p for p, _ in found.files["train"]], 16, workers=1,
-                                                  progress=False))
-    return d
+TIMING = set(files.TIMING_KEYS)
 
 
-def run_paths(tiny_data, out, schedule="static"):
+def run_paths(tiny_data, out, schedule="static", seed=0):
+    name = files.run_name(schedule, seed)
     return RunPaths(root=tiny_data / "raw", pathlist=tiny_data / "pathlist", stats=tiny_data / "stats.json",
-                    cache=out / "cache", model=out / "models" / f"{schedule}.pt",
-                    checkpoint=out / "checkpoints" / schedule / "last.pt", metrics=out / "metrics" / schedule)
+                    cache=out / "cache", model=out / "models" / f"{name}.pt",
+                    checkpoint=out / "checkpoints" / name / "last.pt", run=out / "runs" / name)
 
 
-def run(tiny_data, out, schedule="static", **over):
-    paths = run_paths(tiny_data, out, schedule)
-    summary = train(tiny_config(**over), schedule, paths, progress=False)
+def run(tiny_data, out, schedule="static", seed=0, **over):
+    paths = run_paths(tiny_data, out, schedule, seed)
+    summary = train(tiny_config(**over), schedule, seed, paths, progress=False)
     return summary, paths
 
 
@@ -46,7 +36,7 @@ def without_timing(d):
 
 
 def log_without_timing(paths):
-    return [without_timing(r) for r in report.read_log(paths.metrics / "epochs.csv")]
+    return [without_timing(r) for r in files.read_epochs(paths.run)]
 
 
 def weights(path):
@@ -59,16 +49,22 @@ def same_weights(a, b):
 
 def test_outputs_and_metrics_keys(tiny_data, tmp_path):
     summary, paths = run(tiny_data, tmp_path)
-    on_disk = json.loads((paths.metrics / "metrics.json").read_text())
+    on_disk = json.loads((paths.run / "metrics.json").read_text())
     assert on_disk == summary
     for key in ("test_acc", "best_test_acc", "epochs", "lr_reductions", "stop_reason", "train_seconds",
                 "images_per_second"):
         assert key in on_disk
     assert 0 <= on_disk["test_acc"] <= 100 and on_disk["epochs"] == 3 and on_disk["stop_reason"] == "max_epochs"
-    rows = report.read_log(paths.metrics / "epochs.csv")
+    assert (on_disk["schedule"], on_disk["seed"]) == ("static", 0)
+    rows = files.read_epochs(paths.run)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert list(rows[0]) == list(report.LOG_COLUMNS)
-    predictions = (paths.metrics / "predictions.csv").read_text().splitlines()
+    assert list(rows[0]) == list(files.EPOCH_COLUMNS)
+    # The summary's numbers are the log's: the last epoch's, and the best epoch's.
+    assert on_disk["test_acc"] == pytest.approx(rows[-1]["test_acc"], abs=1e-4)
+    assert on_disk["best_test_acc"] == pytest.approx(max(r["test_acc"] for r in rows), abs=1e-4)
+    assert on_disk["train_loss"] == pytest.approx(rows[-1]["train_loss"], abs=1e-4)
+    assert sorted(p.name for p in paths.run.iterdir()) == ["epochs.csv", "metrics.json", "predictions.csv"]
+    predictions = (paths.run / "predictions.csv").read_text().splitlines()
     assert predictions[0] == "actual,predicted" and len(predictions) == 1 + 44
     # The confusion matrix's diagonal is the final test accuracy.
     right = sum(a == p for a, p in (line.split(",") for line in predictions[1:]))
@@ -81,11 +77,13 @@ def test_cpu_runs_are_deterministic(tiny_data, tmp_path):
     assert without_timing(a) == without_timing(b)
     assert log_without_timing(pa) == log_without_timing(pb)
     assert same_weights(weights(pa.model), weights(pb.model))
-    assert (pa.metrics / "predictions.csv").read_bytes() == (pb.metrics / "predictions.csv").read_bytes()
+    # Byte for byte, so that DVC caches identical models once.
+    assert pa.model.read_bytes() == pb.model.read_bytes()
+    assert (pa.run / "predictions.csv").read_bytes() == (pb.run / "predictions.csv").read_bytes()
 
 
 def test_interrupted_run_resumes_to_the_same_result(tiny_data, tmp_path, monkeypatch):
-    over = dict(epochs=4, augment=True, schedules=["dynamic"], dynamic={"window": 2, "slope": 50.0})
+    over = dict(epochs=4, augment=True, dynamic={"window": 2, "slope": 50.0})
     whole, pw = run(tiny_data, tmp_path / "whole", "dynamic", **over)
 
     real = engine.train_one_epoch
@@ -102,7 +100,7 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_data, tmp_path, monkeyp
         run(tiny_data, tmp_path / "cut", "dynamic", **over)
     paths = run_paths(tiny_data, tmp_path / "cut", "dynamic")
     assert checkpoint.load(paths.checkpoint)["epoch"] == 2
-    assert not paths.model.exists() and not (paths.metrics / "metrics.json").exists()
+    assert not paths.model.exists() and not paths.run.exists()
 
     monkeypatch.setattr(engine, "train_one_epoch", real)
     resumed, pr = run(tiny_data, tmp_path / "cut", "dynamic", **over)
@@ -110,30 +108,96 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_data, tmp_path, monkeyp
     assert without_timing(resumed) == without_timing(whole)
     assert log_without_timing(pr) == log_without_timing(pw)
     assert same_weights(weights(pr.model), weights(pw.model))
+    assert not paths.checkpoint.exists()  # a finished run keeps no checkpoint
 
 
-def test_checkpoint_from_other_params_is_not_resumed(tiny_data, tmp_path, capsys):
-    _, paths = run(tiny_data, tmp_path / "x", epochs=4, lr=0.02)
-    assert checkpoint.load(paths.checkpoint)["epoch"] == 3  # the last epoch is not checkpointed: it ends
-    fresh, pf = run(tiny_data, tmp_path / "fresh", epochs=4)
-    again, pa = run(tiny_data, tmp_path / "x", epochs=4)
-    assert "made with different params, data or code; not resuming" in capsys.readouterr().out
+def interrupt_after(monkeypatch, epochs):
+    """Make train_one_epoch raise KeyboardInterrupt when epoch `epochs + 1` starts."""
+    real = engine.train_one_epoch
+    calls = {"n": 0}
+
+    def dies(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == epochs + 1:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(engine, "train_one_epoch", dies)
+    return lambda: monkeypatch.setattr(engine, "train_one_epoch", real)
+
+
+@pytest.mark.parametrize("change", [{"lr": 0.02}, {"engine": {"eval_batch_size": 16}}])
+def test_checkpoint_from_another_configuration_is_not_resumed(tiny_data, tmp_path, capsys, monkeypatch, change):
+    """Interrupted with one configuration, rerun with another: trains from the start, never a hybrid."""
+    restore = interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_data, tmp_path / "x", epochs=4, **change)
+    restore()
+    assert checkpoint.load(run_paths(tiny_data, tmp_path / "x").checkpoint)["epoch"] == 2
+    capsys.readouterr()
+    fresh, _ = run(tiny_data, tmp_path / "fresh", epochs=4)
+    again, _ = run(tiny_data, tmp_path / "x", epochs=4)
+    out = capsys.readouterr().out
+    assert "not resuming, training from the start" in out and "resuming from" not in out
     assert without_timing(again) == without_timing(fresh)
 
 
+def cpu(world=1):
+    return runtime.Runtime(torch.device("cpu"), bf16=False, channels_last=True, rank=0, world=world)
+
+
+def digest(rt, **engine):
+    cfg = tiny_config(engine=engine)
+    return checkpoint.config_digest(cfg, runtime.computation(rt, cfg.engine), [])
+
+
+def test_settings_that_change_the_arithmetic_change_the_digest():
+    """compile (other kernels) and processes (BatchNorm per share of a batch) make another computation, so
+    neither a checkpoint nor a comparison mixes them; bf16 on a CPU is not in effect, auto is cpu here."""
+    plain = digest(cpu())
+    assert digest(cpu(), compile="default") != plain
+    assert digest(cpu(world=2), nproc=2) != plain
+    assert digest(cpu(), bf16=False) == plain
+    assert digest(cpu(), device="cpu") == plain
+
+
 def test_checkpoint_from_other_code_is_not_resumed(tiny_data, tmp_path, capsys, monkeypatch):
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "model.py").write_text("version = 1\n")
-    monkeypatch.setattr(checkpoint, "PACKAGE", code)
-    run(tiny_data, tmp_path / "x", epochs=4)
+    code = tmp_path / "model.py"
+    code.write_text("version = 1\n")
+    monkeypatch.setattr(checkpoint, "loaded_project_files", lambda: [code])
+    restore = interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_data, tmp_path / "x", epochs=4)
+    restore()
     capsys.readouterr()
-    run(tiny_data, tmp_path / "x", epochs=4)
-    assert "resuming from" in capsys.readouterr().out
-    (code / "model.py").write_text("version = 2\n")
+    code.write_text("version = 2\n")
     run(tiny_data, tmp_path / "x", epochs=4)
     out = capsys.readouterr().out
-    assert "made with different params, data or code; not resuming" in out and "resuming from" not in out
+    assert "not resuming, training from the start" in out and "resuming from" not in out
+
+
+def test_a_finished_run_keeps_no_checkpoint_and_a_rerun_starts_over(tiny_data, tmp_path, capsys):
+    first, paths = run(tiny_data, tmp_path, epochs=4)
+    assert paths.checkpoint.parent.is_dir() and not paths.checkpoint.exists()
+    capsys.readouterr()
+    second, _ = run(tiny_data, tmp_path, epochs=4)
+    assert "resuming" not in capsys.readouterr().out
+    assert without_timing(second) == without_timing(first)
+
+
+@pytest.mark.parametrize("change", [{"engine": {"eval_batch_size": 5}}, {"checkpoint_every": 2},
+                                    {"engine": {"device": "cpu"}}])
+def test_settings_said_not_to_change_results_do_not(tiny_data, tmp_path, change):
+    """params.yaml and README say eval_batch_size, checkpoint_every and device auto-vs-cpu (on a CPU) change
+    no result: the same accuracies, LR and stop, epoch by epoch; evaluation losses summed over other batch
+    sizes agree to float rounding."""
+    base, pb = run(tiny_data, tmp_path / "base", "dynamic", epochs=4, dynamic={"window": 2, "slope": 50.0})
+    other, po = run(tiny_data, tmp_path / "other", "dynamic", epochs=4, dynamic={"window": 2, "slope": 50.0}, **change)
+    assert base["lr_reductions"] == 1  # the schedule acted, on the evaluations being compared
+    assert without_timing({**base, "config": None}) == without_timing({**other, "config": None})
+    for a, b in zip(log_without_timing(pb), log_without_timing(po)):
+        assert {k: v for k, v in a.items() if "loss" not in k} == {k: v for k, v in b.items() if "loss" not in k}
+        assert [a[k] for k in a if "loss" in k] == pytest.approx([b[k] for k in b if "loss" in k], rel=1e-5)
 
 
 class RunsCode:
@@ -147,8 +211,12 @@ class RunsCode:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "pickle"])
-def test_damaged_checkpoint_is_a_clear_error(tiny_data, tmp_path, damage):
-    _, paths = run(tiny_data, tmp_path, epochs=4)
+def test_damaged_checkpoint_is_a_clear_error(tiny_data, tmp_path, monkeypatch, damage):
+    restore = interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_data, tmp_path, epochs=4)
+    restore()
+    paths = run_paths(tiny_data, tmp_path)
     data = paths.checkpoint.read_bytes()
     if damage == "truncate":
         paths.checkpoint.write_bytes(data[: len(data) // 2])
@@ -165,8 +233,8 @@ def test_divergence_stops_at_once_and_still_writes_everything(tiny_data, tmp_pat
     summary, paths = run(tiny_data, tmp_path, lr=10.0, epochs=6, normalize=False)
     assert summary["stop_reason"] == "diverged"
     assert summary["epochs"] < 6
-    assert paths.model.exists() and (paths.metrics / "predictions.csv").exists()
-    assert json.loads((paths.metrics / "metrics.json").read_text())["stop_reason"] == "diverged"
+    assert paths.model.exists() and (paths.run / "predictions.csv").exists()
+    assert json.loads((paths.run / "metrics.json").read_text())["stop_reason"] == "diverged"
     assert "diverged" in capsys.readouterr().err
 
 
@@ -188,7 +256,7 @@ def test_loss_stop(tiny_data, tmp_path):
 def test_torch_schedules_train(tiny_data, tmp_path, schedule):
     summary, paths = run(tiny_data, tmp_path, schedule, epochs=2, monitor="test")
     assert summary["epochs"] == 2 and summary["schedule"] == schedule
-    assert all(r["val_acc"] is None for r in report.read_log(paths.metrics / "epochs.csv"))
+    assert all(r["val_acc"] is None for r in files.read_epochs(paths.run))
 
 
 @pytest.mark.parametrize("model", ["vgg16", "simple_v3", "lenet", "mlp"])
@@ -196,7 +264,7 @@ def test_every_model_trains(tiny_data, tmp_path, model):
     summary, paths = run(tiny_data, tmp_path, model=model, epochs=1, normalize=False)
     assert summary["model"] == model
     net, meta = checkpoint.load_model(paths.model)
-    assert meta["classes"] == list(speedsigns.CLASSES) and meta["normalization"] is None
+    assert meta["classes"] == list(files.read_classes(tiny_data / "pathlist")) and meta["normalization"] is None
     assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 11)
 
 
@@ -205,12 +273,12 @@ def test_saved_model_reproduces_the_predictions(tiny_data, tmp_path):
     net, meta = checkpoint.load_model(paths.model)
     from thesislab.data.dataset import PathListDataset
 
-    ds = PathListDataset(tiny_data / "pathlist" / "test.txt", tiny_data / "raw", 11, 16)
+    ds = PathListDataset(tiny_data / "pathlist", "test", tiny_data / "raw", 11, 16)
     images, _ = ds.to_arrays(progress=False)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     mean, std = (torch.tensor(meta["normalization"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
     predicted = net((x - mean) / std).argmax(1).tolist()
-    rows = (paths.metrics / "predictions.csv").read_text().splitlines()[1:]
+    rows = (paths.run / "predictions.csv").read_text().splitlines()[1:]
     assert [meta["classes"].index(r.split(",")[1]) for r in rows] == predicted
 
 
@@ -219,7 +287,7 @@ def test_decoded_images_are_cached_and_invalidated(tiny_data, tmp_path):
 
     data = tmp_path / "d"
     shutil.copytree(tiny_data, data)
-    ds = lambda: PathListDataset(data / "pathlist" / "train.txt", data / "raw", 11, 16)  # noqa: E731
+    ds = lambda: PathListDataset(data / "pathlist", "train", data / "raw", 11, 16)  # noqa: E731
     a, _ = ds().to_arrays(tmp_path / "cache", progress=False)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
     b, _ = ds().to_arrays(tmp_path / "cache", progress=False)
@@ -237,10 +305,115 @@ def test_decoded_images_are_cached_and_invalidated(tiny_data, tmp_path):
 def test_the_chapter_4_dataset_gives_what_the_fast_path_caches(tiny_data):
     from thesislab.data.dataset import PathListDataset
 
-    ds = PathListDataset(tiny_data / "pathlist" / "test.txt", tiny_data / "raw", 11, 16)
+    ds = PathListDataset(tiny_data / "pathlist", "test", tiny_data / "raw", 11, 16)
     images, labels = ds.to_arrays(progress=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=10)
     x, y = next(iter(loader))
     assert x.shape == (10, 3, 16, 16) and x.dtype == torch.float32
     assert torch.equal(x, torch.from_numpy(images[:10]).permute(0, 3, 1, 2).float() / 255)
     assert y.tolist() == labels[:10].tolist() and len(ds) == 44
+
+
+def test_a_class_too_small_to_split_is_refused_not_scored_as_zero(tmp_path):
+    from conftest import make_image_folder
+
+    from thesislab.data import layout
+
+    root = make_image_folder(tmp_path / "raw", classes=("cat", "dog"), per_split=(1, 2))
+    found = layout.scan(root)
+    files.write_pathlists(found.classes, found.files, tmp_path / "pl")
+    files.write_stats(tmp_path / "stats.json", {"mean": [0.5] * 3, "std": [0.2] * 3, "count": 2, "pixels": 128})
+    paths = RunPaths(root=root, pathlist=tmp_path / "pl", stats=tmp_path / "stats.json", cache=tmp_path / "c",
+                     model=tmp_path / "m.pt", checkpoint=tmp_path / "ck" / "last.pt", run=tmp_path / "run")
+    with pytest.raises(UserError, match=r"val_fraction: class 'cat' has 1 training image\(s\).*monitor: test"):
+        train(tiny_config(image_size=8), "dynamic", 0, paths, progress=False)
+    assert not paths.run.exists() and not paths.model.exists()
+    summary = train(tiny_config(image_size=8, monitor="test", batch_size=2), "dynamic", 0, paths, progress=False)
+    assert summary["val_acc"] is None  # no validation split: undefined, not 0%
+
+
+def test_stratified_split_is_disjoint_per_class_and_fixed_by_the_seed():
+    from thesislab.train.assemble import stratified_split
+
+    labels = np.repeat(np.arange(3), [10, 20, 5])
+    train_idx, val_idx = stratified_split(labels, 0.1, seed=4, classes=("a", "b", "c"))
+    assert not set(train_idx) & set(val_idx) and sorted([*train_idx, *val_idx]) == list(range(35))
+    assert np.bincount(labels[val_idx]).tolist() == [1, 2, 1]  # round(10%), at least one image a class
+    again, _ = stratified_split(labels, 0.1, seed=4, classes=("a", "b", "c"))
+    other, _ = stratified_split(labels, 0.1, seed=5, classes=("a", "b", "c"))
+    assert np.array_equal(train_idx, again) and not np.array_equal(train_idx, other)
+
+
+def test_a_last_batch_of_one_image_is_merged_not_a_crash(tiny_data, tmp_path):
+    # 132 train images - 11 held out = 121 = 15 x 8 + 1: the thesis's VGG16 (BatchNorm at 1x1 from 16 px) used
+    # to fail on that last image.
+    summary, _ = run(tiny_data, tmp_path, model="vgg16", batch_size=8, epochs=1)
+    assert summary["epochs"] == 1
+
+
+def test_batch_size_one_with_batchnorm_is_one_line(tiny_data, tmp_path):
+    with pytest.raises(UserError, match=r"batch_size: must be at least 2 for a model with BatchNorm"):
+        run(tiny_data, tmp_path, batch_size=1)
+    summary, _ = run(tiny_data, tmp_path, model="mlp", batch_size=1, epochs=1)  # no BatchNorm: fine
+    assert summary["epochs"] == 1
+
+
+@pytest.mark.parametrize("monitor", ["val", "test"])
+def test_the_dynamic_schedule_sees_the_monitored_split(tiny_data, tmp_path, monkeypatch, monitor):
+    from thesislab.train import schedules
+
+    seen = []
+    real = schedules.Dynamic.after_epoch
+
+    def spy(self, epoch, acc):
+        seen.append(acc)
+        return real(self, epoch, acc)
+
+    monkeypatch.setattr(schedules.Dynamic, "after_epoch", spy)
+    _, paths = run(tiny_data, tmp_path, "dynamic", epochs=3, monitor=monitor)
+    rows = files.read_epochs(paths.run)
+    assert seen == pytest.approx([r[f"{monitor}_acc"] for r in rows], abs=1e-4)
+    if monitor == "val":
+        assert seen != pytest.approx([r["test_acc"] for r in rows], abs=1e-4)
+
+
+def test_batches_are_normalised_with_the_stats_file(tiny_data):
+    """The first training batch is exactly (pixels / 255 - mean) / std with the stats stage's numbers."""
+    from thesislab.data.dataset import PathListDataset
+    from thesislab.train import assemble
+
+    cfg = tiny_config()
+    rt = runtime.Runtime(torch.device("cpu"), bf16=False, channels_last=False)
+    paths = run_paths(tiny_data, tiny_data / "unused")
+    data = assemble.load_data(paths, image_size=16, normalize=True, monitor="test", val_fraction=0.1, seed=0,
+                              device=rt.device, progress=False)
+    stats = json.loads((tiny_data / "stats.json").read_text())
+    x, y, _ = next(assemble.batches(data, data.test, 7, rt).epoch())
+    images, labels = PathListDataset(tiny_data / "pathlist", "test", tiny_data / "raw", 11, 16).to_arrays()
+    raw = torch.from_numpy(images[:7]).permute(0, 3, 1, 2).double() / 255
+    mean, std = (torch.tensor(stats[k], dtype=torch.float64).view(1, 3, 1, 1) for k in ("mean", "std"))
+    assert torch.allclose(x.double(), (raw - mean) / std, atol=1e-5)
+    assert y.tolist() == labels[:7].tolist()
+    assert cfg.normalize
+
+
+def test_predict_gives_the_pipelines_own_test_predictions(tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    from thesislab.predict import predict
+
+    _, paths = run(tiny_data, tmp_path)
+    entries = files.read_pathlist(tiny_data / "pathlist", "test", tiny_data / "raw", 11)
+    got = predict(paths.model, [p for p, _ in entries], top=3)
+    expected = [predicted for _, predicted in files.read_predictions(paths.run / "predictions.csv")]
+    assert [r["class"] for r in got] == expected
+    assert all(r["top"][0][1] >= r["top"][1][1] >= r["top"][2][1] and r["top"][0][0] == r["class"] for r in got)
+    cli = subprocess.run([sys.executable, "-m", "thesislab.predict", str(paths.model), entries[0][0]],
+                         capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert cli.stdout.startswith(f"{entries[0][0]}\t{expected[0]} ")
+    missing = subprocess.run([sys.executable, "-m", "thesislab.predict", str(paths.model), "nope.png"],
+                             capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nope.png" in missing.stderr

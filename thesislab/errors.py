@@ -1,5 +1,6 @@
 """The one exception type a user should ever see, and the stage entry point that shows it."""
 
+import errno
 import functools
 import sys
 
@@ -27,5 +28,12 @@ def stage_main(main):
         except KeyboardInterrupt:
             print("interrupted: outputs already written are complete; rerun to resume", file=sys.stderr)
             sys.exit(130)
+        except OSError as err:
+            # A full disk met outside an atomic write (a worker writing images, say): still one line.
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = err.filename or "the output folder's disk"
+            print(f"error: no space left on {where}; outputs written before are intact", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
 
     return wrapper

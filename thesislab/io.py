@@ -5,11 +5,15 @@ filesystem is atomic, so readers see the old file or the new one, never half of 
 """
 
 import contextlib
+import errno
+import io as _io
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from thesislab.errors import UserError
 
 
 def _current_umask():
@@ -35,9 +39,11 @@ def atomic_path(path):
         yield Path(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"no space left on {path.parent} (writing {path.name}); nothing was half-written") from None
         raise
 
 
@@ -51,7 +57,17 @@ def write_text(path, text: str):
 
 
 def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_torch(path, obj):
+    """torch.save, atomically and byte-for-byte reproducibly: serialised in memory first, because torch.save
+    to a file records that file's (temporary, random) name inside the archive."""
+    import torch  # only the stages that save models pay for importing torch
+
+    buf = _io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
 
 
 @contextlib.contextmanager
@@ -76,6 +92,8 @@ def atomic_dir(path):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"no space left on {path.parent} (writing {path.name}); nothing was half-written") from None
         raise

@@ -52,12 +52,24 @@ class Batches:
         self.padded = F.pad(split.images, [self.padding] * 4) if self.padding else split.images
 
     def __len__(self):
-        """Steps per epoch. A last batch too small to give every rank an image is dropped."""
-        full, rest = divmod(len(self.split), self.batch_size)
-        return full + (rest >= self.world)
+        return len(self._bounds())
+
+    def _bounds(self):
+        """(start, end) of each step's slice of the epoch's order.
+
+        A last batch too small to give every rank two images joins the batch before it: BatchNorm cannot
+        train on one image (and a batch that small would be all noise anyway)."""
+        n, size = len(self.split), self.batch_size
+        starts = list(range(0, n, size))
+        if len(starts) > 1 and n - starts[-1] < 2 * self.world:
+            starts.pop()
+        return [(a, b) for a, b in zip(starts, starts[1:] + [n])]
 
     def epoch(self, seed=None):
-        """Yield (images, labels, global batch size); shuffled and augmented when a seed is given."""
+        """Yield (images, labels, global batch size); shuffled and augmented when a seed is given.
+
+        With several ranks, each gets its slice of the global batch (a slice may be empty at the end of an
+        evaluation split)."""
         n, dev = len(self.split), self.split.images.device
         shifts = flips = None
         if seed is None:
@@ -69,8 +81,8 @@ class Batches:
                 shifts = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=g).to(dev, non_blocking=True)
             if self.flip:
                 flips = (torch.rand(n, generator=g) < 0.5).to(dev, non_blocking=True)
-        for step in range(len(self)):
-            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+        for start, end in self._bounds():
+            idx = order[start:end]
             global_size = idx.shape[0]
             if self.world > 1:
                 idx = idx.tensor_split(self.world)[self.rank]

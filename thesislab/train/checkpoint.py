@@ -1,11 +1,15 @@
 """Checkpoints and model files: state_dicts plus what rebuilds them, loaded with weights_only=True.
 
-A checkpoint carries the fingerprint of the params, data and code it was made with; resuming from one
-made with anything else is refused (training starts over). A truncated or tampered file is reported as such.
+A checkpoint carries the fingerprint of everything its numbers depend on: the params, the data, the
+computation (device type, bf16, torch.compile, processes) and the project code the run loaded. Resuming from
+one made with anything else is refused (training starts over). A checkpoint lives only while its run is
+unfinished: a finished run deletes it, so a forced rerun trains from scratch. A truncated or tampered file is
+reported as such.
 """
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -15,26 +19,51 @@ from thesislab.errors import UserError
 from thesislab.train import models
 
 MODEL_FORMAT = 1
+PROJECT = Path(__file__).resolve().parents[2]
+CODE_FOLDERS = (PROJECT / "thesislab", PROJECT / "stages")  # the project's own code (not .venv's)
+# Params outside the digest: how often to checkpoint, where and how fast (resolved into `computation`), and the lists
+# that say which runs and comparisons exist.
+NOT_IN_DIGEST = ("checkpoint_every", "schedules", "seeds", "compare", "engine")
 
 
-PACKAGE = Path(__file__).resolve().parents[1]
+def config_digest(cfg, computation: dict, data_files) -> str:
+    """A short hash of what every run of one comparison shares: the params (not the schedule or seed), how the
+    arithmetic is done (see runtime.computation) and the input files' bytes. metrics.json records it, and
+    the compare stage refuses runs whose digests differ."""
+    params = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_DIGEST}
+    h = hashlib.sha256(json.dumps({"params": params, "computation": computation}, sort_keys=True).encode())
+    for f in data_files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
 
 
-def fingerprint(cfg, schedule, data_files) -> str:
-    """What a run's results depend on: every param but the engine's, the schedule, the data's bytes, and
-    the library's code (a checkpoint made by other code must not be resumed by this one)."""
-    params = cfg.to_dict()
-    params.pop("engine")
-    params.pop("checkpoint_every")
-    h = hashlib.sha256(json.dumps({"params": params, "schedule": schedule}, sort_keys=True).encode())
-    for f in list(data_files) + sorted(PACKAGE.rglob("*.py")):
+def fingerprint(digest, schedule, seed) -> str:
+    """What a checkpoint must match to be resumed: the configuration, the run, and every project source file
+    the run loaded (a checkpoint made by other code must not be resumed by this one)."""
+    h = hashlib.sha256(f"{digest}:{schedule}:{seed}".encode())
+    for f in loaded_project_files():
         h.update(Path(f).read_bytes())
     return h.hexdigest()
 
 
+def loaded_project_files() -> list:
+    """The project's own source files this process has imported (the stage script included): the same
+    set tests/test_dvc_deps.py checks against each stage's dvc.yaml deps."""
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and path.endswith(".py") and any(Path(path).resolve().is_relative_to(d) for d in CODE_FOLDERS):
+            found.add(Path(path).resolve())
+    return sorted(found)
+
+
 def save(path, state: dict):
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    io.write_torch(path, state)
+
+
+def discard(path):
+    """Delete a finished run's checkpoint: it could only ever resume the same finished run."""
+    Path(path).unlink(missing_ok=True)
 
 
 def load(path) -> dict:

@@ -58,19 +58,24 @@ def train_one_epoch(model, batches, optimizer, schedule, seed, rt, bar=None, max
 
 @torch.no_grad()
 def evaluate(model, batches, rt) -> dict:
-    """Mean loss and accuracy (percent) over a split, sharded over ranks and summed."""
+    """Mean loss and accuracy (percent) over a split, sharded over ranks and summed; None for an empty split
+    (never scored as 0%)."""
     model.eval()
     loss_sum = torch.zeros((), device=rt.device)
     correct = torch.zeros((), device=rt.device, dtype=torch.long)
     seen = torch.zeros((), device=rt.device, dtype=torch.long)
     for x, y, _ in batches.epoch():
+        if y.shape[0] == 0:  # this rank's share of a short last batch
+            continue
         with rt.autocast():
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         seen += y.shape[0]
     rt.sum_across(loss_sum, correct, seen)
-    n = max(int(seen), 1)
+    n = int(seen)
+    if n == 0:
+        return {"loss": None, "acc": None}
     return {"loss": loss_sum.item() / n, "acc": 100.0 * int(correct) / n}
 
 
@@ -79,7 +84,9 @@ def predict(model, batches, rt) -> torch.Tensor:
     """Predicted class of every image of a split, in order, on the CPU (this process only)."""
     model.eval()
     out = []
-    for x, _, _ in batches.epoch():
+    for x, y, _ in batches.epoch():
+        if y.shape[0] == 0:
+            continue
         with rt.autocast():
             out.append(model(x).argmax(1))
     return torch.cat(out).cpu()

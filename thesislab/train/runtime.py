@@ -40,6 +40,10 @@ class Runtime:
                 dist.all_reduce(t)
         return tensors
 
+    def alone(self) -> "Runtime":
+        """The same device and settings for work this process does by itself (no collectives)."""
+        return Runtime(self.device, self.bf16, self.channels_last)
+
     def synchronize(self):
         if self.cuda:
             torch.cuda.synchronize(self.device)
@@ -79,6 +83,14 @@ def setup(engine) -> Runtime:
 def teardown(rt: Runtime):
     if rt.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def computation(rt: Runtime, engine) -> dict:
+    """How the arithmetic is done, as resolved on this machine: what a resumed run must share with the run
+    that saved the checkpoint. `device: auto` and `device: cpu` are the same computation on a CPU-only
+    machine; bf16 is only in effect on CUDA."""
+    return {"device": rt.device.type, "bf16": rt.bf16, "channels_last": rt.channels_last, "compile": engine.compile,
+            "processes": rt.world, "eval_batch_size": engine.eval_batch_size}
 
 
 def describe(rt: Runtime) -> str:

@@ -1,0 +1,148 @@
+"""Assembling one (schedule, seed) run: its data on the device, its model, optimizer and LR schedule, and the
+state of an interrupted run to resume. Nothing here trains: loop.fit does.
+
+The seed decides the initial weights, the validation split, and (through trainer.py) every epoch's batches
+and dropout masks. It is the same for every schedule: runs with one seed differ only by their schedule (a
+paired design), and their curves coincide until the first LR change.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from thesislab import files
+from thesislab.data.dataset import PathListDataset
+from thesislab.errors import UserError
+from thesislab.train import checkpoint, models, schedules
+from thesislab.train.batches import Batches, Split
+from thesislab.train.trainer import Trainer
+
+DIVERGED_LOSS_FACTOR = 100  # an epoch's mean loss this many times that of guessing means the weights blew up
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path  # dataset folder the path lists are relative to
+    pathlist: Path  # folder of the path lists (files.py names what is inside)
+    stats: Path  # stats.json
+    cache: Path  # decoded-image cache folder
+    model: Path  # the model file to write
+    checkpoint: Path  # this run's checkpoint file, kept only while the run is unfinished
+    run: Path  # this run's output folder (files.py names what is inside)
+
+
+@dataclass
+class Data:
+    classes: tuple
+    train: Split
+    val: Split  # None when monitor is test
+    test: Split
+    normalization: dict  # {"mean", "std"} or None
+
+
+def load_data(paths, *, image_size, normalize, monitor, val_fraction, seed, device, progress=True) -> Data:
+    classes = files.read_classes(paths.pathlist)
+    arrays = {}
+    for split in files.SPLITS:
+        ds = PathListDataset(paths.pathlist, split, paths.root, len(classes), image_size)
+        arrays[split] = ds.to_arrays(paths.cache, progress=progress)
+    images, labels = arrays["train"]
+    val = None
+    if monitor == "val":
+        train_idx, val_idx = stratified_split(labels, val_fraction, seed, classes)
+        val = to_split(images[val_idx], labels[val_idx], device)
+        images, labels = images[train_idx], labels[train_idx]
+    return Data(classes=classes, train=to_split(images, labels, device), val=val, test=to_split(*arrays["test"], device),
+                normalization=files.read_normalization(paths.stats) if normalize else None)
+
+
+def stratified_split(labels, fraction, seed, classes):
+    """(train indices, val indices): `fraction` of each class (at least one image) held out, chosen by `seed`.
+
+    A class with fewer than two training images cannot give one to each side: refused, never an empty split."""
+    rng = np.random.default_rng([seed, 7])
+    train_idx, val_idx = [], []
+    for c in range(len(classes)):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if len(idx) < 2:
+            raise UserError(f"val_fraction: class '{classes[c]}' has {len(idx)} training image(s), too few to hold "
+                            "one out for validation and train on the rest; add images or set monitor: test")
+        k = min(max(1, round(fraction * len(idx))), len(idx) - 1)
+        val_idx.append(idx[:k])
+        train_idx.append(idx[k:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def to_split(images, labels, device):
+    # (N, H, W, 3) -> (N, 3, H, W): the layout convolutions read; still uint8, a quarter of float32.
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+    return Split(x.to(device), torch.from_numpy(labels).to(device))
+
+
+def data_files(paths) -> list:
+    """The input files a run's numbers depend on (the images are pinned by the path lists and the cache key)."""
+    return [files.pathlist_file(paths.pathlist, s) for s in files.SPLITS] + [paths.pathlist / files.CLASSES,
+                                                                             paths.stats]
+
+
+def build_trainer(cfg, schedule, seed, data, rt) -> Trainer:
+    torch.manual_seed(seed)  # the initial weights
+    model = models.build(cfg.model, len(data.classes), cfg.image_size, cfg.dropout).to(rt.device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    _check_batch_size(model, cfg.batch_size, rt.world)
+    optimizer = make_optimizer(model, cfg, rt)
+    augment = (cfg.augmentation.crop_padding, cfg.augmentation.flip) if cfg.augment else None
+    train_batches = batches(data, data.train, cfg.batch_size, rt, augment)
+    eval_batches = {name: batches(data, split, cfg.engine.eval_batch_size, rt)
+                    for name, split in (("val", data.val), ("test", data.test)) if split is not None}
+    return Trainer(model, wrap(model, cfg, rt), optimizer,
+                   schedules.make(schedule, optimizer, cfg, len(train_batches)), train_batches, eval_batches, rt, seed,
+                   max_loss=DIVERGED_LOSS_FACTOR * math.log(len(data.classes)))
+
+
+def batches(data, split, batch_size, rt, augment=None, shard=True):
+    norm = data.normalization or {}
+    return Batches(split, batch_size, norm.get("mean"), norm.get("std"), augment, rt.channels_last,
+                   rt.rank if shard else 0, rt.world if shard else 1)
+
+
+def _check_batch_size(model, batch_size, world):
+    if models.has_batchnorm(model) and batch_size < 2 * world:
+        raise UserError(f"params.yaml: batch_size: must be at least {2 * world} for a model with BatchNorm "
+                        f"(two images per process; got {batch_size})")
+
+
+def make_optimizer(model, cfg, rt):
+    # Fused SGD on CUDA: one kernel for all parameters; foreach (a few kernels) elsewhere.
+    kwargs = {"fused": True} if rt.cuda else {"foreach": True}
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           **kwargs)
+
+
+def wrap(model, cfg, rt):
+    net = model
+    if rt.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.cuda else None)
+    if cfg.engine.compile:
+        net = torch.compile(net, mode=cfg.engine.compile)
+    return net
+
+
+def resume(trainer, path, fingerprint, say) -> list:
+    """The epoch rows of a checkpoint made by this same computation, with the trainer restored; else []."""
+    state = checkpoint.resume_state(path, fingerprint, log=say)
+    if state is None:
+        return []
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        first = str(err).splitlines()[0]
+        raise UserError(f"{path}: does not fit this model or optimizer ({first}); delete it") from None
+    say(f"resuming from {path} after epoch {state['epoch']}")
+    return list(state["log"])

@@ -1,0 +1,84 @@
+"""What a run records: a row per epoch, and the summary of those rows. Each summary number is defined here once."""
+
+import math
+
+from thesislab import files, io
+
+
+class EpochLog:
+    """The rows of one run, in memory; the run's folder is written whole when the run ends (see run.py)."""
+
+    def __init__(self, rows=()):
+        self.rows = list(rows)
+
+    @property
+    def epochs_done(self):
+        return len(self.rows)
+
+    def log(self, epoch, lr, train, scores, seconds):
+        """One epoch: the LR it trained at, its training loss/accuracy, and each split's scores."""
+        val, test = scores.get("val") or {}, scores["test"]
+        row = {
+            "epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_acc": train["acc"],
+            "val_loss": val.get("loss"), "val_acc": val.get("acc"), "test_loss": test["loss"], "test_acc": test["acc"],
+            "seconds": seconds, "train_seconds": train["seconds"], "images": train["images"],
+        }
+        self.rows.append(row)
+        return row
+
+    def summary(self, stop_reason, **identity) -> dict:
+        return summarize(self.rows, stop_reason, **identity)
+
+
+def lr_cut_epochs(rows) -> list:
+    """The epochs that trained at a lower LR than the epoch before: the one definition of an LR cut, counted in
+    metrics.json and marked on the figures."""
+    return [int(b["epoch"]) for a, b in zip(rows, rows[1:]) if b["lr"] < a["lr"] * (1 - 1e-9)]
+
+
+def summarize(rows, stop_reason, *, schedule, seed, model, device, config) -> dict:
+    """metrics.json. Accuracies are percent; a number that is undefined (NaN after divergence, no validation
+    split) is null, never a string, and stop_reason says why."""
+    last = rows[-1]
+    finite = [r for r in rows if _finite(r["test_acc"])]
+    best = max(finite, key=lambda r: r["test_acc"]) if finite else None
+    step_seconds = sum(r["train_seconds"] for r in rows)
+    return {
+        "test_acc": _number(last["test_acc"]),
+        # The highest test accuracy of any epoch: picked on the test set, so optimistic; the thesis reported it.
+        "best_test_acc": _number(best["test_acc"]) if best else None,
+        "best_epoch": int(best["epoch"]) if best else None,
+        "test_loss": _number(last["test_loss"]),
+        "train_acc": _number(last["train_acc"]),
+        "train_loss": _number(last["train_loss"]),
+        "val_acc": _number(last["val_acc"]),
+        "epochs": int(last["epoch"]),
+        "lr_reductions": len(lr_cut_epochs(rows)),
+        "final_lr": last["lr"],
+        "stop_reason": stop_reason,
+        "train_seconds": round(sum(r["seconds"] for r in rows), 2),
+        # Training steps only (no evaluation): the number to compare with the model's compute-only speed.
+        "images_per_second": round(sum(r["images"] for r in rows) / max(step_seconds, 1e-9), 1),
+        "schedule": schedule,
+        "seed": seed,
+        "model": model,
+        "device": device,
+        "config": config,  # the same in every run of one comparison (checkpoint.config_digest)
+    }
+
+
+def _finite(v):
+    return v is not None and math.isfinite(v)
+
+
+def _number(v):
+    return round(v, 4) if _finite(v) else None
+
+
+def write_run(folder, rows, summary, labels, predictions, classes):
+    """What a finished run leaves: its folder, replaced whole, so that it never holds one run's summary beside
+    another run's log (a run that fails leaves the previous run's folder as it was)."""
+    with io.atomic_dir(folder) as tmp:
+        files.write_epochs(tmp, rows)
+        files.write_predictions(tmp, labels, predictions, classes)
+        files.write_summary(tmp, summary)
