@@ -1,6 +1,6 @@
 """Time to accuracy, from the per-epoch logs a training run writes.
 
-    python -m bench.time_to_accuracy metrics/train/*/epochs.csv --target 93
+    python -m bench.time_to_accuracy metrics/runs/* --target 93
 
 For each log: the first epoch whose test accuracy reaches the target, the wall time to the end of that
 epoch (training and evaluation, summed from the log), the median epoch time, and the best accuracy.
@@ -9,7 +9,7 @@ epoch (training and evaluation, summed from the log), the median epoch time, and
 import argparse
 import statistics
 
-from thesislab.train import report
+from thesislab import files
 
 
 def time_to(rows, target):
@@ -23,12 +23,12 @@ def time_to(rows, target):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("logs", nargs="+", help="epochs.csv files")
+    ap.add_argument("runs", nargs="+", help="run folders (metrics/runs/<schedule>-<seed>)")
     ap.add_argument("--target", type=float, required=True, help="test accuracy, percent")
     args = ap.parse_args()
     print(f"{'log':<45} {'epoch':>6} {'seconds':>8} {'s/epoch':>8} {'best %':>7}")
-    for path in args.logs:
-        rows = report.read_log(path)
+    for path in args.runs:
+        rows = files.read_epochs(path)
         epoch, seconds = time_to(rows, args.target)
         median = statistics.median(r["seconds"] for r in rows)
         best = max(r["test_acc"] for r in rows)

@@ -1,7 +1,8 @@
 """End-to-end: the project copied into a throwaway git repo, driven with the dvc commands users type.
 
-Runs in order on one tiny project (module scope): repro, no-op repro, a generator param change, then
-experiments, a queued sweep, interruption and bad params.
+Runs in order on one tiny project (module scope): repro, no-op repro, seeds added as an experiment, experiments
+and their comparison, a rejected experiment that must leave every result intact, interruption and resume, a
+forced rerun, and bad params.
 """
 
 import json
@@ -16,23 +17,34 @@ import pytest
 import yaml
 from conftest import make_project
 
-from thesislab.train import report
+from thesislab import files
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["download", "pathlist", "stats", "train@static", "train@dynamic", "plot"]
+DATA_STAGES = ["download", "pathlist", "stats"]
+BASELINE = {}  # the first run's outputs, for the from-clean comparison at the end
 
 
 def ran(result):
-    return [s for s in STAGES if f"Running stage '{s}'" in result.stdout]
+    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
 
 
-def metrics(project, schedule):
-    return json.loads(project.read(f"metrics/train/{schedule}/metrics.json"))
+def run_metrics(project, name):
+    return json.loads(project.read(f"metrics/runs/{name}/metrics.json"))
 
 
 def without_timing(d):
-    return {k: v for k, v in d.items() if k not in report.TIMING_KEYS}
+    return {k: v for k, v in d.items() if k not in files.TIMING_KEYS}
+
+
+def outputs(project):
+    """Every pipeline output file's bytes, by path (the DVC cache and checkpoints aside)."""
+    found = {}
+    for top in ("metrics", "plots", "models", "data/pathlist"):
+        for p in sorted((project.path / top).rglob("*")):
+            if p.is_file() and not p.name.startswith("."):
+                found[str(p.relative_to(project.path))] = p.read_bytes()
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +53,20 @@ def proj(tmp_path_factory):
 
 
 def test_repro_runs_every_stage_and_writes_every_output(proj):
-    assert ran(proj.dvc("repro")) == STAGES
+    assert ran(proj.dvc("repro")) == [*DATA_STAGES, "train@static-0", "train@dynamic-0", "compare"]
     for f in ["data/pathlist/train.txt", "data/pathlist/test.txt", "data/pathlist/classes.txt", "metrics/stats.json",
-              "models/static.pt", "models/dynamic.pt", "plots/samples.png", "plots/overview.png",
-              "plots/accuracy.png", "plots/lr.png", "plots/loss.png", "plots/confusion.png", "plots/comparison.md"]:
+              "models/static-0.pt", "models/dynamic-0.pt", "plots/samples.png", "plots/overview.png",
+              "plots/accuracy.png", "plots/val_accuracy.png", "plots/lr.png", "plots/loss.png", "plots/paired.png",
+              "plots/confusion.png", "plots/comparison.md", "metrics/comparison.json", "plots/curves/test_acc.csv"]:
         assert (proj.path / f).is_file(), f
     stats = json.loads(proj.read("metrics/stats.json"))
     assert stats["count"] == 11 * 12 and len(stats["mean"]) == 3
-    assert metrics(proj, "dynamic")["epochs"] == 3
+    m = run_metrics(proj, "dynamic-0")
+    assert (m["schedule"], m["seed"], m["epochs"]) == ("dynamic", 0, 3)
+    comparison = json.loads(proj.read("metrics/comparison.json"))
+    assert comparison["seeds"] == 1 and comparison["verdict"].startswith("one seed: no verdict")
+    assert not list((proj.path / "checkpoints").rglob("*.pt"))  # finished runs keep no checkpoint
+    BASELINE.update(outputs(proj))
     proj.git("add", "-A")
     proj.git("commit", "-qm", "baseline run")
 
@@ -59,81 +77,99 @@ def test_second_repro_reruns_nothing(proj):
     assert "Data and pipelines are up to date" in result.stdout
 
 
-def test_generator_param_reruns_only_what_depends_on_it(proj):
-    proj.set_params(speedsigns={"test_per_class": 5})
-    # The train split is unchanged, so stats stays; everything reading the test split reruns.
-    assert ran(proj.dvc("repro")) == ["download", "pathlist", "train@static", "train@dynamic", "plot"]
-    assert len(proj.read("data/pathlist/test.txt").splitlines()) == 55
-    proj.git("add", "-A")
-    proj.git("commit", "-qm", "more test images")
+def test_a_rejected_experiment_leaves_every_result_intact(proj):
+    """A bad -S used to delete the previous run's metrics and models (DVC empties a stage's outputs before
+    running it): now every output is `persist` and the stage refuses the params before writing anything."""
+    before = outputs(proj)
+    assert any(k.startswith("metrics/runs/static-0/") for k in before) and "models/static-0.pt" in before
+    for bad, message in (("batch_size=3.0", "error: params.yaml: batch_size: must be an integer in [1, 1000000] "
+                                            "(got 3.0)"),
+                         ("normalize=yes", "error: params.yaml: normalize: must be true or false (got 'yes')"),
+                         ("lr=-1", "error: params.yaml: lr: must be a number in (0, 1000] (got -1)")):
+        result = proj.dvc("exp", "run", "-S", bad, check=False)
+        assert result.returncode != 0
+        assert message in result.stdout + result.stderr and "Traceback" not in result.stdout + result.stderr
+        assert outputs(proj) == before, bad
+        proj.git("checkout", "--", "params.yaml")
+    assert proj.dvc("exp", "run", "-S", "learning_rate=0.1", check=False).returncode != 0  # DVC refuses unknown keys
+    assert ran(proj.dvc("repro")) == []  # dvc.lock still describes the outputs
 
 
-def test_experiments_as_typed(proj):
-    proj.dvc("exp", "run", "-n", "lr02", "-S", "lr=0.02")
-    proj.dvc("exp", "run", "-n", "raw", "-S", "normalize=false")
-    shown = proj.dvc("exp", "show", "--json").stdout
-    assert "lr02" in shown and "raw" in shown
-    table = proj.dvc("exp", "show", "--csv").stdout
-    assert "test_acc" in table.splitlines()[0] and "lr02" in table
-    diff = proj.dvc("metrics", "diff", "lr02", "raw").stdout
-    assert "test_acc" in diff
-    out = proj.path / "plots_diff"
-    proj.dvc("plots", "diff", "lr02", "raw", "-o", str(out))
-    html = (out / "index.html").read_text()
-    assert "lr02" in html and "raw" in html
-
-
-def test_metrics_diff_between_branches(proj):
-    proj.git("checkout", "-q", "-b", "higher-lr")
-    proj.set_params(lr=0.03)
-    proj.dvc("repro")
-    proj.git("add", "-A")
-    proj.git("commit", "-qm", "lr 0.03")
-    diff = proj.dvc("metrics", "diff", "main", "higher-lr", "--json").stdout
-    assert "metrics/train/static/metrics.json" in json.loads(diff)
-    proj.git("checkout", "-q", "main")
+def test_adding_seeds_trains_only_the_new_pairs(proj):
+    result = proj.dvc("exp", "run", "-n", "two-seeds", "-S", "seeds=[0,1]")
+    assert ran(result) == ["train@static-1", "train@dynamic-1", "compare"]
+    result = proj.dvc("exp", "run", "-n", "three-seeds", "-S", "seeds=[0,1,2]")
+    assert ran(result) == ["train@static-2", "train@dynamic-2", "compare"]
+    comparison = json.loads(proj.read("metrics/comparison.json"))
+    assert comparison["seeds"] == 3 and comparison["arms"]["dynamic"]["test_acc"]["n"] == 3
+    assert comparison["paired"]["dynamic"]["test_acc"]["n"] == 3
+    assert comparison["paired"]["dynamic"]["verdict_code"] in (-1, 0, 1, 2, 3)
+    # exp show: the comparison and the stats, not a copy of every column per run.
+    shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
+    assert set(shown[0]["data"]["metrics"]) == {"metrics/comparison.json", "metrics/stats.json"}
+    diff = proj.dvc("metrics", "diff", "two-seeds", "three-seeds").stdout
+    assert "arms.dynamic.test_acc.n" in diff
+    proj.git("checkout", "--", "params.yaml")
     proj.dvc("checkout", "-q", check=False)
 
 
-def test_queued_sweep_runs_two_at_once_without_mixing_outputs(proj):
-    proj.dvc("exp", "run", "--queue", "-S", "lr=0.001,0.005,0.01")
-    proj.dvc("queue", "start", "-j", "2")
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        status = proj.dvc("queue", "status").stdout
-        if "Running" not in status and "Queued" not in status:
-            break
-        time.sleep(2)
-    assert "Failed" not in status, status
-    rows = json.loads(proj.dvc("exp", "show", "--json").stdout)
-    found = {}
-    for commit in rows:
-        for exp in commit.get("experiments") or []:
-            for rev in exp.get("revs", []):
-                data = rev.get("data", {})
-                lr = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("lr")
-                m = data.get("metrics", {}).get("metrics/train/static/metrics.json", {}).get("data")
-                if lr in (0.001, 0.005, 0.01) and m:
-                    found[lr] = m
-    assert set(found) == {0.001, 0.005, 0.01}
-    # Each queued run is deterministic on the CPU, so it must equal the same params run alone here.
-    proj.set_params(lr=0.005)
-    proj.dvc("repro")
-    assert without_timing(found[0.005]) == without_timing(metrics(proj, "static"))
+def test_two_experiments_compared_paired_by_seed(proj):
+    proj.dvc("exp", "run", "-n", "raw", "-S", "normalize=false", "-S", "seeds=[0,1]")
+    out = proj.path / "raw-vs-two.json"
+    result = proj.run(sys.executable, "-m", "thesislab.comparison", "two-seeds", "raw", "--out", str(out))
+    assert result.stdout.startswith("static: ") and "\ndynamic: " in result.stdout
+    both = json.loads(out.read_text())
+    assert set(both) == {"static", "dynamic"}
+    pair = both["static"]["paired"]["raw"]["test_acc"]
+    a = [json.loads(proj.git("show", f"{_sha(proj, 'two-seeds')}:metrics/runs/static-{s}/metrics.json").stdout)
+         for s in (0, 1)]
+    b = [json.loads(proj.git("show", f"{_sha(proj, 'raw')}:metrics/runs/static-{s}/metrics.json").stdout) for s in (0, 1)]
+    assert pair["n"] == 2 and pair["mean"] == pytest.approx(
+        sum(y["test_acc"] - x["test_acc"] for x, y in zip(a, b)) / 2, abs=1e-5)
+    missing = proj.run(sys.executable, "-m", "thesislab.comparison", "two-seeds", "no-such-exp", check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == ("error: no-such-exp: no such experiment, commit or branch "
+                                      "(dvc exp show lists experiments)")
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
+
+
+def _sha(proj, name):
+    refs = proj.git("for-each-ref", "--format=%(objectname) %(refname)", "refs/exps").stdout.split("\n")
+    return next(line.split()[0] for line in refs if line.endswith("/" + name))
+
+
+def test_experiments_as_typed(proj):
+    table = proj.dvc("exp", "show", "--csv").stdout
+    assert "verdict" in table.splitlines()[0] and "two-seeds" in table
+    diff = proj.dvc("metrics", "diff", "--all", "two-seeds", "raw").stdout
+    assert "mean_test_acc" in diff
+    out = proj.path / "dvc_plots"
+    proj.dvc("plots", "diff", "two-seeds", "raw", "-o", str(out))
+    html = (out / "index.html").read_text()
+    assert "two-seeds" in html and "raw" in html and '"schedule"' in html  # the mean-band template's field
+
+
+def test_plots_show_only_the_runs_of_the_current_params(proj):
+    proj.dvc("exp", "run", "-S", "schedules=[dynamic]", "-S", "compare.baseline=dynamic")
+    for quantity in ("test_acc", "lr"):
+        rows = proj.read(f"plots/curves/{quantity}.csv").splitlines()[1:]
+        assert rows and all(r.split(",")[1] == "dynamic" for r in rows)
+    comparison = json.loads(proj.read("metrics/comparison.json"))
+    assert list(comparison["arms"]) == ["dynamic"]
     proj.git("checkout", "--", "params.yaml")
     proj.dvc("checkout", "-q", check=False)
 
 
 def test_sigkill_then_repro_resumes_to_the_same_result(proj):
     proj.set_params(epochs=8, speedsigns={"train_per_class": 40})
-    proj.dvc("repro", "train@static")
-    whole = metrics(proj, "static")
-    log = [without_timing(r) for r in report.read_log(proj.path / "metrics/train/static/epochs.csv")]
+    proj.dvc("repro", "train@static-0")
+    whole = run_metrics(proj, "static-0")
+    log = [without_timing(r) for r in files.read_epochs(proj.path / "metrics/runs/static-0")]
 
-    ckpt = proj.path / "checkpoints" / "static" / "last.pt"
-    ckpt.unlink()
-    (proj.path / "metrics/train/static/metrics.json").unlink()
-    child = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train@static"], cwd=proj.path,
+    ckpt = proj.path / "checkpoints" / "static-0" / "last.pt"
+    assert not ckpt.exists()
+    child = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", "train@static-0"], cwd=proj.path,
                              env=proj.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     deadline = time.time() + 120
@@ -143,32 +179,35 @@ def test_sigkill_then_repro_resumes_to_the_same_result(proj):
     time.sleep(random.uniform(0.0, 0.3))  # somewhere in a later epoch, at a batch nobody chose
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
-    assert not (proj.path / "metrics/train/static/metrics.json").exists()
+    assert run_metrics(proj, "static-0") == whole  # the previous result stays until the new one is complete
 
-    result = proj.dvc("repro", "train@static")
-    assert "resuming from checkpoints/static/last.pt" in result.stdout
-    assert without_timing(metrics(proj, "static")) == without_timing(whole)
-    assert [without_timing(r) for r in report.read_log(proj.path / "metrics/train/static/epochs.csv")] == log
+    result = proj.dvc("repro", "train@static-0")
+    assert "resuming from checkpoints/static-0/last.pt" in result.stdout
+    assert without_timing(run_metrics(proj, "static-0")) == without_timing(whole)
+    assert [without_timing(r) for r in files.read_epochs(proj.path / "metrics/runs/static-0")] == log
+    assert not ckpt.exists()
+
+    forced = proj.dvc("repro", "-f", "-s", "train@static-0")  # a finished run starts over, it does not resume
+    assert "resuming" not in forced.stdout and "epoch   1/8" in forced.stdout
     proj.git("checkout", "--", "params.yaml")
 
 
-def test_bad_params_fail_fast_with_one_line(proj):
-    result = proj.dvc("exp", "run", "-S", "lr=-1", check=False)
-    assert result.returncode != 0
-    assert "error: params.yaml: lr: must be a number in (0, 1000] (got -1)" in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr + result.stdout
-    result = proj.dvc("exp", "run", "-S", "learning_rate=0.1", check=False)
-    assert result.returncode != 0  # DVC itself refuses a key params.yaml lacks
-    proj.git("checkout", "--", "params.yaml")
-
-
-def test_default_pipeline_twice_from_clean_is_identical(proj, tmp_path):
+def test_the_pipeline_from_clean_gives_identical_outputs(tmp_path):
+    """A second project from scratch: every output of the first run again, byte for byte (timings aside)."""
     other = make_project(tmp_path / "again")
-    other.set_params(**yaml.safe_load(proj.read("params.yaml")))
-    proj.dvc("repro")
     other.dvc("repro")
-    for f in ["data/pathlist/train.txt", "data/pathlist/test.txt", "data/pathlist/classes.txt", "metrics/stats.json"]:
-        assert (proj.path / f).read_bytes() == (other.path / f).read_bytes(), f
-    for s in ("static", "dynamic"):
-        assert without_timing(metrics(proj, s)) == without_timing(metrics(other, s))
-        assert proj.read(f"metrics/train/{s}/predictions.csv") == other.read(f"metrics/train/{s}/predictions.csv")
+    again = outputs(other)
+    assert set(again) == set(BASELINE)
+    for path, data in BASELINE.items():
+        if path.endswith("metrics.json"):
+            assert without_timing(json.loads(again[path])) == without_timing(json.loads(data)), path
+        elif path.endswith("comparison.json"):
+            a, b = json.loads(again[path]), json.loads(data)
+            for arm in (a, b):
+                for summary in arm["arms"].values():
+                    summary.pop("train_seconds")  # wall time
+            assert a == b
+        elif path.endswith(("epochs.csv", ".png", "comparison.md")) or "curves" in path:
+            continue  # hold per-epoch seconds, or draw them
+        else:
+            assert again[path] == data, path

@@ -1,0 +1,55 @@
+"""Stage compare: the runs of the current schedules and seeds -> comparison.json, curves, figures, a table.
+
+It reads exactly the runs that params.yaml's `schedules` x `seeds` name, so a folder left by an earlier
+experiment with other seeds or schedules never enters the comparison or the figures.
+"""
+
+import argparse
+
+from thesislab import config, files, io
+from thesislab.comparison import curves, figures, report
+from thesislab.comparison.compare import Settings, compare, run_numbers
+from thesislab.errors import UserError, stage_main
+
+
+def load_runs(runs_dir, schedules, seeds):
+    """{schedule: [files.Run per seed]}, checked to be the runs asked for and of one configuration."""
+    runs = {s: [files.read_run(runs_dir, files.run_name(s, seed)) for seed in seeds] for s in schedules}
+    digests = set()
+    for schedule, per_seed in runs.items():
+        for seed, run in zip(seeds, per_seed):
+            if (run.summary.get("schedule"), run.summary.get("seed")) != (schedule, seed):
+                raise UserError(f"{run.folder}: holds schedule {run.summary.get('schedule')!r} seed "
+                                f"{run.summary.get('seed')!r}, not {schedule} seed {seed}; rerun train@{run.name}")
+            digests.add(run.summary.get("config"))
+    if len(digests) > 1:
+        raise UserError(f"{runs_dir}: the runs were made with different params or data; `dvc repro` reruns the stale ones")
+    return runs
+
+
+@stage_main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", required=True, help="folder of the runs, one subfolder per (schedule, seed)")
+    ap.add_argument("--out", required=True, help="comparison.json to write")
+    ap.add_argument("--plots", required=True, help="folder for the figures and comparison.md")
+    ap.add_argument("--curves", required=True, help="folder for the mean curves (CSV, for dvc plots)")
+    args = ap.parse_args()
+    cfg = config.load()
+    settings = Settings(cfg.compare.baseline, cfg.compare.min_effect, cfg.compare.target_acc, cfg.monitor, cfg.epochs)
+    runs = load_runs(args.runs, cfg.schedules, cfg.seeds)
+    arms = {s: {run.summary["seed"]: run_numbers(run, settings) for run in per_seed} for s, per_seed in runs.items()}
+    result = compare(arms, settings)
+    io.write_json(args.out, result)
+    curves.write_csvs(args.curves, runs)
+    title = (f"{cfg.model} on {cfg.dataset}: " + " vs ".join(cfg.schedules) +
+             f", {len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''} (lr {cfg.lr:g}, batch {cfg.batch_size})")
+    best = max(result["mean_test_acc"], key=lambda a: result["mean_test_acc"][a] or -1)
+    final = {s: {seed: numbers["test_acc"] for seed, numbers in arm.items()} for s, arm in arms.items()}
+    figures.draw_all(runs, final, best, args.plots, title)
+    io.write_text(f"{args.plots}/comparison.md", report.markdown(result, title, cfg.dataset))
+    print(f"verdict: {result['verdict']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The comparison: verdicts on made-up runs, the layout of comparison.json, and the compare stage on run folders."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT, TINY_PARAMS, merge
+
+from thesislab import files
+from thesislab.comparison import compare as cmp
+from thesislab.train.log import summarize
+
+SETTINGS = cmp.Settings(baseline="static", min_effect=0.5, target_acc=90, monitor="val", max_epochs=40)
+
+
+def numbers(test_acc, lr_cuts=1, epochs_to_target=10):
+    return {"test_acc": test_acc, "best_test_acc": test_acc + 0.5, "epochs": 30, "train_seconds": 30.0,
+            "lr_cuts": lr_cuts, "epochs_to_target": epochs_to_target}
+
+
+def arms(static, dynamic, cuts=1):
+    return {"static": {s: numbers(v, lr_cuts=0) for s, v in enumerate(static)},
+            "dynamic": {s: numbers(v, lr_cuts=cuts) for s, v in enumerate(dynamic)}}
+
+
+def verdict_of(static, dynamic, **kw):
+    result = cmp.compare(arms(static, dynamic, **kw), SETTINGS)
+    return result["paired"]["dynamic"]["verdict_code"], result["verdict"], result
+
+
+def test_a_clear_gain_is_better_with_its_interval():
+    code, text, result = verdict_of([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8])
+    assert code == cmp.BETTER
+    assert text.startswith("dynamic beats static by 1.00 points (95% CI +0.") and "5 seeds" in text
+    assert result["difference"]["dynamic"]["verdict_code"] == cmp.BETTER
+    assert result["difference"]["dynamic"]["p_value"] < 0.05
+
+
+def test_a_clear_loss_is_worse():
+    code, text, _ = verdict_of([96.0, 96.1, 95.9, 96.2, 95.8], [95.0, 95.2, 94.8, 95.1, 94.9])
+    assert code == cmp.WORSE and text.startswith("dynamic trails static by 1.00 points")
+
+
+def test_tiny_differences_on_many_seeds_are_equivalent():
+    rng = np.random.default_rng(0)
+    base = 95 + rng.normal(0, 0.5, 12)
+    code, text, result = verdict_of(base.tolist(), (base + rng.normal(0, 0.05, 12)).tolist())
+    assert code == cmp.EQUIVALENT and "equivalent within +-0.5 points" in text
+    assert result["paired"]["dynamic"]["test_acc"]["p_equivalence"] < 0.05
+
+
+def test_noise_on_three_seeds_is_inconclusive_and_says_how_many_would_do():
+    code, text, result = verdict_of([95.0, 96.0, 94.5], [95.8, 95.4, 95.9])
+    pair = result["paired"]["dynamic"]["test_acc"]
+    assert code == cmp.INCONCLUSIVE
+    assert f"3 seeds could detect {pair['mde']:.2f} points" in text
+    assert f"about {pair['seeds_needed']} seeds would detect 0.5" in text and pair["seeds_needed"] > 3
+
+
+def test_one_seed_gives_no_verdict():
+    code, text, _ = verdict_of([95.0], [96.0])
+    assert code == cmp.NO_VERDICT and text.startswith("one seed: no verdict (dynamic - static = +1.00 points")
+
+
+def test_a_schedule_that_never_cut_its_lr_is_said_so_not_tested():
+    code, text, result = verdict_of([95.0, 96.0, 94.5], [95.0, 96.0, 94.5], cuts=0)
+    assert code == cmp.NO_VERDICT
+    assert "dynamic never changed its LR before the runs stopped (0 LR cuts in 3 seeds)" in text
+    assert result["paired"]["dynamic"]["test_acc"]["p_value"] is None
+
+
+def test_several_challengers_are_holm_adjusted():
+    a = arms([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8])
+    a["cosine"] = {s: numbers(v) for s, v in enumerate([95.3, 95.0, 95.2, 95.0, 95.4])}
+    result = cmp.compare(a, SETTINGS)
+    raw = [result["paired"][c]["test_acc"]["p_value"] for c in ("dynamic", "cosine")]
+    smaller, larger = sorted(raw)
+    adjusted = {c: result["paired"][c]["test_acc"]["p_holm"] for c in ("dynamic", "cosine")}
+    assert sorted(adjusted.values()) == pytest.approx([min(1, 2 * smaller), max(min(1, 2 * smaller), larger)])
+    assert "Holm-adjusted p" in result["paired"]["dynamic"]["verdict"]
+
+
+def keys(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {k for key, v in tree.items() for k in keys(v, f"{prefix}{key}.")} | {prefix}
+    return {prefix}
+
+
+def test_comparison_has_the_same_keys_for_one_seed_and_five():
+    one = cmp.compare(arms([95.0], [96.0]), SETTINGS)
+    five = cmp.compare(arms([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8]), SETTINGS)
+    assert keys(one) == keys(five)
+    json.dumps(one, allow_nan=False)  # null, never NaN
+    needed = {"n", "mean", "std", "ci95_low", "ci95_high", "min", "max"}
+    for q in ("test_acc", "best_test_acc", "epochs", "train_seconds", "epochs_to_target"):
+        assert needed <= set(five["arms"]["static"][q])
+    paired = five["paired"]["dynamic"]
+    assert {"mean", "ci95_low", "ci95_high", "p_value", "p_wilcoxon", "wins", "cohens_dz", "mde", "seeds_needed",
+            "p_equivalence", "p_holm"} <= set(paired["test_acc"])
+    assert {"verdict", "verdict_code", "epochs_to_target"} <= set(paired)
+    assert five["arms"]["dynamic"]["lr_cuts"]["mean"] == 1
+
+
+def rows(accs, monitor="val"):
+    return [{"epoch": e, f"{monitor}_acc": a} for e, a in enumerate(accs, 1)]
+
+
+def test_epochs_to_target_counts_runs_that_never_reach_it():
+    assert cmp.epochs_to_target(rows([50, 89.9, 90.0, 95]), SETTINGS) == 3
+    assert cmp.epochs_to_target(rows([50, 80, 85]), SETTINGS) == 41  # behind every run that got there
+    s = cmp.Settings("static", 0.5, 90, "test", 40)
+    assert cmp.epochs_to_target(rows([91, 92], monitor="test"), s) == 1
+    result = cmp.compare({"static": {0: numbers(95, 0, 41), 1: numbers(95, 0, 12)},
+                          "dynamic": {0: numbers(95, 1, 20), 1: numbers(95, 1, 10)}}, SETTINGS)
+    reach = result["arms"]["static"]["epochs_to_target"]
+    assert (reach["reached"], reach["n"], reach["mean"]) == (1, 2, 26.5)
+    assert result["paired"]["dynamic"]["epochs_to_target"]["mean"] == pytest.approx(-11.5)
+
+
+# --- the compare stage on run folders ----------------------------------------------------------------------------
+
+
+def write_run(runs_dir, schedule, seed, accs, lrs, config="c1"):
+    rows = [{"epoch": e, "lr": lr, "train_loss": 1.0 / e, "train_acc": a, "val_loss": 1.0, "val_acc": a,
+             "test_loss": 1.0, "test_acc": a, "seconds": 1.0, "train_seconds": 1.0, "images": 10}
+            for e, (a, lr) in enumerate(zip(accs, lrs), 1)]
+    folder = runs_dir / files.run_name(schedule, seed)
+    summary = summarize(rows, "max_epochs", schedule=schedule, seed=seed, model="m", device="cpu", config=config)
+    files.write_epochs(folder, rows)
+    files.write_summary(folder, summary)
+    files.write_predictions(folder, [0, 1, 1], [0, 1, 0], ["a", "b"])
+
+
+def compare_stage(tmp_path, seeds, **params):
+    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY_PARAMS, {"seeds": seeds, **params}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    cmd = [sys.executable, "-m", "stages.compare", "--runs", "runs", "--out", "comparison.json", "--plots", "plots",
+           "--curves", "plots/curves"]
+    return subprocess.run(cmd, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_compare_stage_reads_exactly_the_runs_params_name(tmp_path):
+    for seed in (0, 1, 2):
+        write_run(tmp_path / "runs", "static", seed, [80, 90, 91], [0.1] * 3)
+        write_run(tmp_path / "runs", "dynamic", seed, [80, 90, 93 + seed], [0.1, 0.1, 0.01])
+    write_run(tmp_path / "runs", "dynamic", 7, [10, 10, 10], [0.1] * 3)  # an earlier experiment's seed
+    r = compare_stage(tmp_path, [0, 1, 2])
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "comparison.json").read_text())
+    assert result["seeds"] == 3 and result["arms"]["dynamic"]["test_acc"]["mean"] == 94.0
+    assert result["verdict"] in r.stdout
+    for name in ("overview", "accuracy", "val_accuracy", "loss", "lr", "paired", "confusion"):
+        assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 0
+    table = (tmp_path / "plots" / "comparison.md").read_text()
+    assert "| dynamic | 94.00 +- 1.00 (3) |" in table and result["verdict"] in table
+    curve = (tmp_path / "plots" / "curves" / "test_acc.csv").read_text().splitlines()
+    assert curve[0] == "epoch,schedule,mean,std,low,high,running"
+    assert "3,dynamic,94,1,93,95,3" in curve
+
+
+def test_compare_stage_refuses_runs_of_two_configurations(tmp_path):
+    write_run(tmp_path / "runs", "static", 0, [80, 90], [0.1] * 2, config="c1")
+    write_run(tmp_path / "runs", "dynamic", 0, [80, 90], [0.1] * 2, config="c2")
+    r = compare_stage(tmp_path, [0])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: runs: the runs were made with different params or data; `dvc repro` reruns the stale ones"]
+
+
+def test_compare_stage_names_a_missing_run(tmp_path):
+    write_run(tmp_path / "runs", "static", 0, [80, 90], [0.1] * 2)
+    r = compare_stage(tmp_path, [0])
+    assert r.returncode == 2 and "run train@dynamic-0 first" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,123 @@
+"""The figures show what they claim: data read back from the matplotlib artists, not the PNGs' sizes."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection, PolyCollection
+from matplotlib.text import Annotation
+
+from thesislab import files
+from thesislab.comparison import curves, figures
+from thesislab.train.log import summarize
+
+
+def make_run(tmp_path, schedule, seed, accs, lrs, val=None, predictions=((0, 0), (1, 1), (1, 0))):
+    rows = [{"epoch": e, "lr": lr, "train_loss": 2.0 / e, "train_acc": a - 1, "val_loss": 1.0,
+             "val_acc": None if val is None else val[e - 1], "test_loss": 1.0, "test_acc": a, "seconds": 1.0,
+             "train_seconds": 1.0, "images": 10} for e, (a, lr) in enumerate(zip(accs, lrs), 1)]
+    folder = tmp_path / files.run_name(schedule, seed)
+    files.write_epochs(folder, rows)
+    summary = summarize(rows, "max_epochs", schedule=schedule, seed=seed, model="m", device="cpu", config="c")
+    files.write_summary(folder, summary)
+    files.write_predictions(folder, [a for a, _ in predictions], [p for _, p in predictions], ["cat", "dog"])
+    return files.read_run(tmp_path, folder.name)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return {
+        "static": [make_run(tmp_path, "static", 0, [50, 60, 70], [0.1] * 3, val=[51, 61, 71]),
+                   make_run(tmp_path, "static", 1, [40, 50], [0.1] * 2, val=[41, 49])],  # stopped after 2
+        "dynamic": [make_run(tmp_path, "dynamic", 0, [50, 65, 80, 81], [0.1, 0.1, 0.01, 0.01], val=[50, 66, 79, 80]),
+                    make_run(tmp_path, "dynamic", 1, [52, 66, 70, 79], [0.1, 0.01, 0.01, 0.001],
+                             val=[53, 60, 70, 78])],
+    }
+
+
+def lines_by_label(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_mean_curve_band_and_seeds(runs):
+    fig, ax = plt.subplots()
+    figures.draw_curves(ax, runs, "test_acc", "t", "y")
+    mean = lines_by_label(ax)["static (mean of 2)"]
+    # Seed 1 stopped after epoch 2 and keeps its last value: epoch 3's mean is (70 + 50) / 2.
+    assert list(mean.get_xdata()) == [1, 2, 3] and list(mean.get_ydata()) == [45, 55, 60]
+    band = [c for c in ax.collections if isinstance(c, PolyCollection)][0]
+    ys = band.get_paths()[0].vertices[:, 1]
+    std3 = np.std([70, 50], ddof=1)
+    assert ys.max() == pytest.approx(60 + std3) and ys.min() == pytest.approx(45 - np.std([50, 40], ddof=1))
+    thin = [line for line in ax.get_lines() if line.get_linewidth() < 1]
+    assert sorted(len(line.get_xdata()) for line in thin) == [2, 3, 4, 4]  # each seed ends where it stopped
+    plt.close(fig)
+
+
+def test_the_monitored_validation_accuracy_is_drawn(runs):
+    fig, ax = plt.subplots()
+    figures.PANELS["val_accuracy"](ax, runs)
+    assert list(lines_by_label(ax)["dynamic (mean of 2)"].get_ydata()) == [51.5, 63, 74.5, 79]
+    plt.close(fig)
+
+
+def test_end_labels_never_overlap(tmp_path):
+    close = {"a": [make_run(tmp_path, "a", 0, [50, 90.0], [0.1] * 2)],
+             "b": [make_run(tmp_path, "b", 0, [50, 90.1], [0.1] * 2)],
+             "c": [make_run(tmp_path, "c", 0, [50, 89.9], [0.1] * 2)]}
+    fig, ax = plt.subplots()
+    figures.draw_curves(ax, close, "test_acc", "t", "y")
+    labels = {a.get_text(): a.xy[1] for a in ax.texts if isinstance(a, Annotation)}
+    assert set(labels) == {"90.0%", "90.1%", "89.9%"}
+    ys = sorted(labels.values())
+    low, high = ax.get_ylim()
+    assert min(np.diff(ys)) >= figures.LABEL_GAP * (high - low) - 1e-9
+    plt.close(fig)
+
+
+def test_lr_steps_end_at_the_last_epoch_and_cuts_are_marked(runs):
+    fig, ax = plt.subplots()
+    figures.draw_lr(ax, runs)
+    dyn = [line for line in ax.get_lines() if line.get_color() == figures.COLORS["dynamic"]]
+    assert [list(line.get_xdata()) for line in dyn] == [[1, 2, 3, 4], [1, 2, 3, 4]]
+    assert list(dyn[1].get_ydata()) == [0.1, 0.01, 0.01, 0.001]
+    markers = [c for c in ax.collections if isinstance(c, PathCollection)]
+    points = sorted(tuple(p) for c in markers for p in c.get_offsets())
+    assert points == sorted([(3, 0.01), (2, 0.01), (4, 0.001)])  # the epochs trained at a lower LR
+    plt.close(fig)
+
+
+def test_paired_dots_join_each_seed(tmp_path):
+    fig, ax = plt.subplots()
+    figures.draw_paired(ax, {"static": {0: 90.0, 1: 92.0, 2: None}, "dynamic": {0: 93.0, 1: 91.0, 2: 95.0}})
+    joined = sorted((list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines())
+    assert joined == [([0, 1], [90.0, 93.0]), ([0, 1], [92.0, 91.0]), ([1], [95.0])]
+    assert {a.get_text() for a in ax.texts} == {"91.00%", "93.00%"}
+    plt.close(fig)
+
+
+def test_confusion_counts_and_the_median_run(runs, tmp_path):
+    run = make_run(tmp_path, "x", 0, [50], [0.1], predictions=((0, 0), (0, 1), (1, 1), (1, 1), (1, 0)))
+    names, m = figures.confusion(run.predictions)
+    assert names == ["cat", "dog"] and m.tolist() == [[1, 1], [1, 2]]
+    fig, ax = plt.subplots()
+    figures.draw_confusion(ax, run, 1)
+    assert np.allclose(ax.images[0].get_array(), [[0.5, 0.5], [1 / 3, 2 / 3]])
+    assert "60.0% test" in ax.get_title()
+    plt.close(fig)
+    three = [make_run(tmp_path, "y", s, [a], [0.1]) for s, a in enumerate([70, 90, 80])]
+    assert figures.median_run(three).name == "y-2"
+
+
+def test_curve_csv_carries_stopped_runs_forward(runs, tmp_path):
+    curves.write_csvs(tmp_path / "c", runs)
+    rows = (tmp_path / "c" / "test_acc.csv").read_text().splitlines()
+    assert "3,static,60,14.1421,45.8579,74.1421,1" in rows  # one of two seeds still running at epoch 3
+    lr = (tmp_path / "c" / "lr.csv").read_text().splitlines()
+    assert lr[1:3] == ["1,static,0.1,0,0.1,0.1,2", "2,static,0.1,0,0.1,0.1,2"]
+
+
+def test_draw_all_writes_every_figure(runs, tmp_path):
+    final = {a: {r.summary["seed"]: r.summary["test_acc"] for r in rs} for a, rs in runs.items()}
+    figures.draw_all(runs, final, "dynamic", tmp_path / "plots", "title")
+    for name in ("overview", "accuracy", "val_accuracy", "loss", "lr", "paired", "confusion"):
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

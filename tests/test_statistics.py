@@ -1,0 +1,123 @@
+"""The comparison's numbers against independent computations: statsmodels' implementations, exact enumeration
+of the Wilcoxon null distribution, and hand arithmetic, on made-up inputs including ties and zero differences."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
+
+from thesislab.comparison import statistics
+
+BASE = {0: 95.1, 1: 94.3, 2: 96.0, 3: 95.5, 4: 94.9}
+CHALLENGER = {0: 96.0, 1: 95.5, 2: 96.1, 3: 96.4, 4: 95.2}
+DIFFS = np.array([CHALLENGER[s] - BASE[s] for s in BASE])
+
+
+def test_describe_matches_hand_arithmetic():
+    d = statistics.describe([1.0, 2.0, 4.0, None])  # None: a run with no value is not a zero
+    assert d["n"] == 3 and d["mean"] == pytest.approx(7 / 3) and d["min"] == 1.0 and d["max"] == 4.0
+    sd = math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2)
+    assert d["std"] == pytest.approx(sd, abs=1e-6)
+    half = 4.302652729911275 * sd / math.sqrt(3)  # t(0.975, df=2), from a printed table
+    assert d["ci95_low"] == pytest.approx(7 / 3 - half, abs=1e-5)
+    assert d["ci95_high"] == pytest.approx(7 / 3 + half, abs=1e-5)
+
+
+def test_describe_of_one_value_has_no_spread_and_keeps_its_keys():
+    one, none = statistics.describe([90.0]), statistics.describe([])
+    assert one == {"n": 1, "mean": 90.0, "std": None, "ci95_low": None, "ci95_high": None, "min": 90.0, "max": 90.0}
+    assert set(none) == set(one) and none["n"] == 0 and none["mean"] is None
+
+
+def test_paired_difference_against_statsmodels():
+    p = statistics.paired(BASE, CHALLENGER, min_effect=0.5)
+    ref = DescrStatsW(DIFFS)
+    assert p["n"] == 5 and p["mean"] == pytest.approx(DIFFS.mean(), abs=1e-6)
+    assert p["std"] == pytest.approx(ref.std * math.sqrt(5 / 4), abs=1e-6)  # statsmodels' std is ddof=0
+    low, high = ref.tconfint_mean(alpha=0.05)
+    assert (p["ci95_low"], p["ci95_high"]) == pytest.approx((low, high), abs=1e-5)
+    assert p["p_value"] == pytest.approx(ref.ttest_mean(0)[1], rel=1e-5)
+    assert p["cohens_dz"] == pytest.approx(DIFFS.mean() / DIFFS.std(ddof=1), abs=1e-5)
+    assert (p["wins"], p["losses"], p["ties"]) == (5, 0, 0)
+    assert p["seeds"] == [0, 1, 2, 3, 4]
+
+
+def exact_wilcoxon(d):
+    """Two-sided p by enumerating every sign assignment, zeros dropped, ties given average ranks."""
+    d = [x for x in d if x != 0]
+    ranks = scipy_stats.rankdata(np.abs(d))
+    observed = sum(r for r, x in zip(ranks, d) if x > 0)
+    centre = ranks.sum() / 2
+    sums = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=len(d))]
+    return sum(abs(s - centre) >= abs(observed - centre) - 1e-12 for s in sums) / len(sums)
+
+
+@pytest.mark.parametrize("d", [
+    [0.9, 1.2, 0.1, 0.9, 0.3],  # all positive: the smallest p five seeds allow
+    [0.5, 0.5, 1.0, -0.2, 2.0],  # tied magnitudes
+    [0.0, 0.5, -1.0, 1.5, 2.0],  # a zero difference
+    [0.0, 0.0, 0.7, -0.3, 0.7, 0.7, -1.1],
+])
+def test_wilcoxon_is_the_exact_signed_rank_test(d):
+    assert statistics.wilcoxon_p(d) == pytest.approx(exact_wilcoxon(d), abs=1e-12)
+
+
+def test_wilcoxon_with_five_seeds_cannot_go_under_1_in_16():
+    assert statistics.wilcoxon_p([1, 2, 3, 4, 5]) == pytest.approx(2 / 32)
+
+
+def test_all_zero_differences_define_no_test():
+    same = {s: 90.0 for s in range(4)}
+    p = statistics.paired(same, dict(same), min_effect=0.5)
+    assert (p["mean"], p["std"], p["ties"]) == (0.0, 0.0, 4)
+    for key in ("p_value", "p_wilcoxon", "ci95_low", "cohens_dz", "mde", "seeds_needed", "p_equivalence"):
+        assert p[key] is None, key
+
+
+def test_seeds_missing_on_one_side_are_not_paired():
+    p = statistics.paired({0: 1.0, 1: 2.0, 2: None}, {1: 3.0, 2: 4.0, 3: 5.0})
+    assert p["seeds"] == [1] and p["n"] == 1 and p["mean"] == 1.0 and p["std"] is None
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 30])
+def test_minimal_detectable_effect_against_statsmodels(n):
+    rng = np.random.default_rng(n)
+    d = rng.normal(0.3, 0.8, n)
+    mde = statistics.power_analysis(d, 0.5)["mde"]
+    effect = TTestPower().solve_power(effect_size=None, nobs=n, alpha=0.05, power=0.8, alternative="two-sided")
+    assert mde == pytest.approx(effect * d.std(ddof=1), rel=1e-4)
+
+
+@pytest.mark.parametrize("sd, min_effect", [(0.8, 0.5), (0.3, 0.5), (2.0, 0.5), (0.5, 2.0)])
+def test_seeds_needed_is_the_smallest_n_with_80_percent_power(sd, min_effect):
+    d = np.array([-1.0, 1.0, 0.0]) * sd + 0.2  # sample std exactly sd
+    needed = statistics.power_analysis(d, min_effect)["seeds_needed"]
+    power = TTestPower()
+    es = min_effect / sd
+    assert power.power(effect_size=es, nobs=needed, alpha=0.05) >= 0.8
+    if needed > 2:
+        assert power.power(effect_size=es, nobs=needed - 1, alpha=0.05) < 0.8
+
+
+def test_power_function_against_statsmodels():
+    for es, n in [(0.2, 10), (0.8, 5), (1.5, 3), (0.05, 200)]:
+        assert statistics.t_test_power(es, n) == pytest.approx(TTestPower().power(es, n, 0.05), rel=1e-6)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3, 0.9])
+def test_tost_against_statsmodels(shift):
+    base = np.array(list(BASE.values()))
+    challenger = base + np.array([0.1, -0.2, 0.15, 0.05, -0.1]) + shift
+    ref_p = ttost_paired(challenger, base, -0.5, 0.5)[0]
+    assert statistics.tost(challenger - base, 0.5) == pytest.approx(ref_p, rel=1e-6)
+
+
+def test_holm_against_statsmodels():
+    p = [0.01, 0.04, 0.03, 0.2]
+    assert statistics.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
+    assert statistics.holm([0.02, None, 0.04]) == pytest.approx([0.04, None, 0.04])

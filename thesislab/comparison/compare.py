@@ -1,0 +1,131 @@
+"""From finished runs to a comparison: each arm summarised over seeds, each challenger paired with the baseline
+by seed, and a verdict that says "better", "worse", "equivalent", "inconclusive" or why there is none.
+
+An arm is a schedule (the compare stage: static vs dynamic) or an experiment (thesislab.comparison.experiments:
+normalize off vs on); either way it is {seed: the run's numbers}.
+"""
+
+from dataclasses import dataclass
+
+from thesislab.comparison import statistics
+from thesislab.train.log import lr_cut_epochs
+
+QUANTITIES = ("test_acc", "best_test_acc", "epochs", "train_seconds")  # summarised per arm
+BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, NO_VERDICT = 1, -1, 0, 2, 3  # verdict_code, so metrics diff can show it
+
+
+@dataclass(frozen=True)
+class Settings:
+    baseline: str  # the arm every other is compared with
+    min_effect: float  # accuracy points worth detecting; also the equivalence margin
+    target_acc: float  # for epochs to reach it on the monitored split
+    monitor: str  # "val" or "test"
+    max_epochs: int  # a run that never reaches target_acc counts as max_epochs + 1
+
+
+def run_numbers(run, settings) -> dict:
+    """The numbers of one finished run (files.Run) that a comparison uses."""
+    s = run.summary
+    return {
+        "test_acc": s["test_acc"], "best_test_acc": s["best_test_acc"], "epochs": s["epochs"],
+        "train_seconds": s["train_seconds"], "lr_cuts": len(lr_cut_epochs(run.rows)),
+        "epochs_to_target": epochs_to_target(run.rows, settings),
+    }
+
+
+def epochs_to_target(rows, settings):
+    """The first epoch whose monitored accuracy reached target_acc; a run that never did counts as
+    max_epochs + 1, so that it ranks behind every run that did (it is not dropped)."""
+    column = f"{settings.monitor}_acc"
+    for row in rows:
+        if row[column] is not None and row[column] >= settings.target_acc:
+            return int(row["epoch"])
+    return settings.max_epochs + 1
+
+
+def compare(arms: dict, settings: Settings) -> dict:
+    """arms: {name: {seed: run_numbers}}, the baseline among them. Returns comparison.json's content."""
+    challengers = [a for a in arms if a != settings.baseline]
+    base = arms[settings.baseline]
+    pairs = {c: _paired(base, arms[c], settings) for c in challengers}
+    adjusted = statistics.holm([pairs[c]["test_acc"]["p_value"] for c in challengers])
+    for c, p in zip(challengers, adjusted):
+        pairs[c]["test_acc"]["p_holm"] = p
+        pairs[c]["verdict_code"], pairs[c]["verdict"] = verdict(c, settings.baseline, pairs[c], arms, settings,
+                                                                holm=len(challengers) > 1)
+    seeds = sorted({s for arm in arms.values() for s in arm})
+    return {
+        # The headline first: `dvc exp show` lists these columns before the details below.
+        "verdict": "; ".join(pairs[c]["verdict"] for c in challengers),
+        "seeds": len(seeds),
+        "mean_test_acc": {a: statistics.describe(_values(arms[a], "test_acc"))["mean"] for a in arms},
+        "difference": {c: _headline(pairs[c]) for c in challengers},
+        "arms": {a: _summary(arms[a], settings) for a in arms},
+        "paired": pairs,
+        "settings": {"baseline": settings.baseline, "min_effect": settings.min_effect,
+                     "target_acc": settings.target_acc, "monitor": settings.monitor, "alpha": statistics.ALPHA,
+                     "power": statistics.POWER},
+    }
+
+
+def _values(arm, key):
+    return [numbers[key] for numbers in arm.values()]
+
+
+def _by_seed(arm, key):
+    return {seed: numbers[key] for seed, numbers in arm.items()}
+
+
+def _summary(arm, settings):
+    out = {q: statistics.describe(_values(arm, q)) for q in QUANTITIES}
+    reached = [e for e in _values(arm, "epochs_to_target") if e <= settings.max_epochs]
+    out["epochs_to_target"] = {**statistics.describe(_values(arm, "epochs_to_target")), "reached": len(reached)}
+    out["lr_cuts"] = statistics.describe(_values(arm, "lr_cuts"))
+    return out
+
+
+def _paired(base, challenger, settings):
+    """test_acc with the power analysis and equivalence test; epochs_to_target as the "converges faster"
+    quantity (negative: the challenger gets there sooner)."""
+    acc = statistics.paired(_by_seed(base, "test_acc"), _by_seed(challenger, "test_acc"), settings.min_effect)
+    speed = statistics.paired(_by_seed(base, "epochs_to_target"), _by_seed(challenger, "epochs_to_target"))
+    return {"test_acc": acc, "epochs_to_target": speed}
+
+
+def _headline(pair):
+    acc = pair["test_acc"]
+    return {"verdict_code": pair["verdict_code"], "mean": acc["mean"], "ci95_low": acc["ci95_low"],
+            "ci95_high": acc["ci95_high"], "p_value": acc["p_holm"]}
+
+
+def verdict(name, baseline, pair, arms, settings, holm=False):
+    """(verdict_code, one sentence). Order of questions: is there anything to test; is the difference real;
+    is it inside +-min_effect; else how far from deciding the data are."""
+    acc = pair["test_acc"]
+    n, diff = acc["n"], acc["mean"]
+    if n == 0:
+        return NO_VERDICT, f"{name} vs {baseline}: no seed has a result for both: no verdict"
+    if n == 1:
+        return NO_VERDICT, (f"one seed: no verdict ({name} - {baseline} = {diff:+.2f} points on seed "
+                            f"{acc['seeds'][0]}; run more seeds, e.g. -S 'seeds=[0,1,2,3,4]')")
+    if acc["ties"] == n:
+        cuts = sum(_values(arms[name], "lr_cuts"))
+        if cuts == 0:
+            return NO_VERDICT, (f"{name} never changed its LR before the runs stopped (0 LR cuts in {n} seeds), so it "
+                                f"trained exactly as {baseline}: nothing to compare")
+        return NO_VERDICT, f"{name} and {baseline} gave identical test accuracy on all {n} seeds: nothing to test"
+    if acc["p_value"] is None:
+        return NO_VERDICT, f"{name} - {baseline} is {diff:+.2f} points on every one of {n} seeds: no spread to test"
+    p = acc["p_holm"] if holm else acc["p_value"]
+    p_text = f"{'Holm-adjusted ' if holm else ''}p = {p:.3g}"
+    ci = f"95% CI {acc['ci95_low']:+.2f} to {acc['ci95_high']:+.2f}"
+    if p < statistics.ALPHA:
+        code, word = (BETTER, "beats") if diff > 0 else (WORSE, "trails")
+        return code, f"{name} {word} {baseline} by {abs(diff):.2f} points ({ci}, {p_text}, {n} seeds)"
+    if acc["p_equivalence"] is not None and acc["p_equivalence"] < statistics.ALPHA:
+        return EQUIVALENT, (f"{name} and {baseline} are equivalent within +-{settings.min_effect:g} points "
+                            f"(difference {diff:+.2f}, {ci}, equivalence p = {acc['p_equivalence']:.3g}, {n} seeds)")
+    needed = acc["seeds_needed"]
+    more = f"about {needed} seeds" if needed else f"more than {statistics.MAX_SEEDS:,} seeds"
+    return INCONCLUSIVE, (f"inconclusive: {name} - {baseline} = {diff:+.2f} points ({ci}, {p_text}); {n} seeds could "
+                          f"detect {acc['mde']:.2f} points, {more} would detect {settings.min_effect:g}")

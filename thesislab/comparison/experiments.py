@@ -1,0 +1,124 @@
+"""Comparing two experiments (or commits, branches, or the workspace) with the statistics the compare stage uses.
+
+`dvc metrics diff exp-a exp-b` says how the numbers moved; this says whether the move is real. For each schedule
+both experiments ran, the second experiment's runs are paired with the first's by seed, and the same
+comparison.json layout is written, one per schedule. p-values are Holm-adjusted across those schedules.
+
+Each experiment's runs are read from git (the run folders are kept in git), at the revision a name resolves to:
+a DVC experiment name, a commit, branch or tag, or `workspace` for the files on disk.
+"""
+
+import io as _io
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from thesislab import config, files
+from thesislab.comparison import compare as cmp
+from thesislab.comparison import statistics
+from thesislab.errors import UserError
+
+WORKSPACE = "workspace"
+
+
+class Revision:
+    """Files of the project as of one experiment, commit or the workspace."""
+
+    def __init__(self, name, root="."):
+        self.name, self.root = name, Path(root)
+        self.sha = None if name == WORKSPACE else resolve(name, self.root)
+
+    def read(self, path) -> str:
+        if self.sha is None:
+            try:
+                return (self.root / path).read_text()
+            except OSError:
+                raise UserError(f"{self.name}: no {path} in the workspace") from None
+        out = subprocess.run(["git", "show", f"{self.sha}:{path}"], cwd=self.root, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise UserError(f"{self.name}: no {path} at {self.sha[:7]} (has its pipeline run?)")
+        return out.stdout
+
+
+def resolve(name, root) -> str:
+    """The commit of a DVC experiment name, or of any git revision."""
+    git = ["git", "-C", str(root)]
+    out = subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], capture_output=True, text=True)
+    if out.returncode == 0:
+        return out.stdout.strip()
+    refs = subprocess.run([*git, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
+                          capture_output=True, text=True).stdout.split("\n")
+    found = {sha for sha, _, ref in (line.partition(" ") for line in refs if line) if ref.rsplit("/", 1)[-1] == name}
+    if len(found) == 1:
+        return found.pop()
+    if found:
+        raise UserError(f"{name}: names {len(found)} experiments; use a commit instead (dvc exp show --sha)")
+    raise UserError(f"{name}: no such experiment, commit or branch (dvc exp show lists experiments)")
+
+
+def runs_folder(rev: Revision) -> str:
+    """Where the compare stage reads runs from, as dvc.yaml says (a path is written once, there)."""
+    try:
+        cmd = yaml.safe_load(rev.read("dvc.yaml"))["stages"]["compare"]["cmd"]
+        args = shlex.split(cmd)
+        return args[args.index("--runs") + 1]
+    except (KeyError, ValueError, IndexError, TypeError):
+        raise UserError(f"{rev.name}: dvc.yaml has no compare stage with --runs") from None
+
+
+def _params(rev):
+    return config.from_dict(yaml.load(rev.read("params.yaml"), Loader=config.Yaml12Loader))
+
+
+def load(rev: Revision, target_acc):
+    """(config, {schedule: {seed: run numbers}}) of one experiment."""
+    cfg = _params(rev)
+    settings = cmp.Settings(cfg.compare.baseline, cfg.compare.min_effect, target_acc, cfg.monitor, cfg.epochs)
+    folder = runs_folder(rev)
+    arms = {}
+    for schedule in cfg.schedules:
+        arms[schedule] = {}
+        for seed in cfg.seeds:
+            name = files.run_name(schedule, seed)
+            summary = json.loads(rev.read(f"{folder}/{name}/{files.METRICS}"))
+            rows = files.parse_epochs(_io.StringIO(rev.read(f"{folder}/{name}/{files.EPOCHS}")))
+            arms[schedule][seed] = cmp.run_numbers(files.Run(name, rows, summary, Path(folder) / name), settings)
+    return cfg, arms
+
+
+def compare_experiments(name_a, name_b, root=".") -> dict:
+    """{schedule: comparison of experiment b against experiment a, paired by seed}."""
+    rev_a, rev_b = Revision(name_a, root), Revision(name_b, root)
+    target = _params(rev_a).compare.target_acc  # one target for both, the first experiment's
+    cfg_a, arms_a = load(rev_a, target)
+    _, arms_b = load(rev_b, target)
+    shared = [s for s in arms_a if s in arms_b]
+    if not shared:
+        raise UserError(f"{name_a} and {name_b} ran no schedule in common")
+    settings = cmp.Settings(name_a, cfg_a.compare.min_effect, target, cfg_a.monitor, cfg_a.epochs)
+    results = {}
+    for schedule in shared:
+        if not set(arms_a[schedule]) & set(arms_b[schedule]):
+            raise UserError(f"{name_a} and {name_b} share no seed for {schedule} (seeds {sorted(arms_a[schedule])} "
+                            f"vs {sorted(arms_b[schedule])}): nothing to pair")
+        results[schedule] = cmp.compare({name_a: arms_a[schedule], name_b: arms_b[schedule]}, settings)
+    _holm_across(results, name_b, {s: {name_a: arms_a[s], name_b: arms_b[s]} for s in shared}, settings)
+    return results
+
+
+def _holm_across(results, challenger, arms_by_schedule, settings):
+    """Several schedules are several questions: adjust their p-values together, and word the verdicts so."""
+    if len(results) < 2:
+        return
+    schedules = list(results)
+    adjusted = statistics.holm([results[s]["paired"][challenger]["test_acc"]["p_value"] for s in schedules])
+    for s, p in zip(schedules, adjusted):
+        pair = results[s]["paired"][challenger]
+        pair["test_acc"]["p_holm"] = p
+        pair["verdict_code"], pair["verdict"] = cmp.verdict(challenger, settings.baseline, pair, arms_by_schedule[s],
+                                                            settings, holm=True)
+        results[s]["verdict"] = pair["verdict"]
+        results[s]["difference"][challenger].update(verdict_code=pair["verdict_code"], p_value=p)

@@ -1,0 +1,186 @@
+"""The comparison's figures: per schedule, the mean curve over seeds with a +-1 std band and each seed as a
+thin line; the LR with its cuts marked; final test accuracy paired by seed; the confusion matrix of the median
+run. Each is drawn on matplotlib axes by a small function, so the single figures and the overview share them.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a server or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from thesislab import files, io  # noqa: E402
+from thesislab.comparison import curves  # noqa: E402
+from thesislab.train.log import lr_cut_epochs  # noqa: E402
+
+COLORS = {"static": "#d55e00", "dynamic": "#0072b2"}  # colour-blind-safe pair; others take the cycle
+OTHER_COLORS = ("#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000")
+LABEL_GAP = 0.045  # end labels at least this share of the axis height apart
+MAX_CUT_MARKERS = 12  # a schedule that lowers the LR every epoch (cosine, exp) gets no markers
+
+
+def color(arm, i):
+    return COLORS.get(arm, OTHER_COLORS[i % len(OTHER_COLORS)])
+
+
+def draw_curves(ax, runs_by_arm, key, title, ylabel, fmt="{:.1f}%", log=False):
+    """Mean +- std band and thin seed lines of one per-epoch quantity, a label at the end of each mean."""
+    ends = []
+    for i, (arm, runs) in enumerate(runs_by_arm.items()):
+        c = color(arm, i)
+        epochs, values, last = curves.over_seeds(runs, key)
+        if np.all(np.isnan(values)):
+            continue
+        for j, end in enumerate(last):
+            ax.plot(epochs[:end], values[j, :end], color=c, lw=0.7, alpha=0.35)
+        mean, std = curves.mean_and_std(values)
+        ax.fill_between(epochs, mean - std, mean + std, color=c, alpha=0.18, lw=0)
+        ax.plot(epochs, mean, color=c, lw=2.2, label=f"{arm} (mean of {len(runs)})")
+        ends.append((epochs[-1], mean[-1], fmt.format(mean[-1]), c))
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    if not ends:
+        ax.text(0.5, 0.5, f"no {key} in these runs\n(monitor: test holds out no validation split)",
+                transform=ax.transAxes, ha="center", va="center", color="0.4")
+        return
+    if log:
+        ax.set_yscale("log")
+    _end_labels(ax, ends, log)
+    ax.legend(fontsize=8, loc="best")
+
+
+def _end_labels(ax, ends, log):
+    """Label each curve's last value at its end, nudged apart so labels never overlap."""
+    if not ends:
+        return
+    to_axis = (lambda y: np.log10(y)) if log else (lambda y: y)
+    from_axis = (lambda y: 10**y) if log else (lambda y: y)
+    low, high = (to_axis(v) for v in ax.get_ylim())
+    gap = LABEL_GAP * (high - low)
+    order = sorted(range(len(ends)), key=lambda i: ends[i][1])
+    placed = []
+    for i in order:
+        y = to_axis(ends[i][1])
+        if placed and y < placed[-1] + gap:
+            y = placed[-1] + gap
+        placed.append(y)
+    for i, y in zip(order, placed):
+        x, _, text, c = ends[i]
+        ax.annotate(text, (x, from_axis(y)), xytext=(5, 0), textcoords="offset points", color=c, va="center",
+                    fontsize=9, fontweight="bold", annotation_clip=False)
+
+
+def draw_lr(ax, runs_by_arm):
+    """Each seed's LR, stepping at its cuts (marked), ending at the run's last epoch."""
+    for i, (arm, runs) in enumerate(runs_by_arm.items()):
+        c = color(arm, i)
+        for j, run in enumerate(runs):
+            ep = [int(r["epoch"]) for r in run.rows]
+            lr = [r["lr"] for r in run.rows]
+            ax.step(ep, lr, where="post", color=c, lw=2.2 if j == 0 else 0.9, alpha=1 if j == 0 else 0.5,
+                    label=f"{arm}" if j == 0 else None)
+            cuts = lr_cut_epochs(run.rows)
+            if 0 < len(cuts) <= MAX_CUT_MARKERS:
+                ax.scatter(cuts, [lr[e - 1] for e in cuts], marker="v", s=40, color=c, zorder=3,
+                           label=f"{arm}: LR cut" if j == 0 else None)
+    ax.set(title="Learning rate (each seed; cuts marked)", xlabel="epoch", ylabel="LR", yscale="log")
+    ax.legend(fontsize=8)
+
+
+def draw_paired(ax, final_by_arm):
+    """Final test accuracy: a dot per (arm, seed), a grey line joining each seed's dots, mean and 95% CI."""
+    arms = list(final_by_arm)
+    seeds = sorted({s for values in final_by_arm.values() for s in values})
+    for s in seeds:
+        xs = [i for i, a in enumerate(arms) if final_by_arm[a].get(s) is not None]
+        ax.plot(xs, [final_by_arm[arms[i]][s] for i in xs], color="0.6", lw=1, marker="o", ms=5, zorder=1)
+    for i, a in enumerate(arms):
+        values = [v for v in final_by_arm[a].values() if v is not None]
+        if not values:
+            continue
+        mean = float(np.mean(values))
+        ax.scatter([i], [mean], s=140, marker="_", color=color(a, i), linewidths=3, zorder=3)
+        ax.annotate(f"{mean:.2f}%", (i, mean), xytext=(12, 0), textcoords="offset points", va="center",
+                    color=color(a, i), fontweight="bold", fontsize=9)
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_xlim(-0.5, len(arms) - 0.5)
+    ax.set(title=f"Final test accuracy, paired by seed ({len(seeds)} seeds)", ylabel="test accuracy (%)")
+
+
+def confusion(predictions_csv):
+    pairs = files.read_predictions(predictions_csv)
+    names = sorted({a for a, _ in pairs} | {p for _, p in pairs})
+    index = {n: i for i, n in enumerate(names)}
+    m = np.zeros((len(names), len(names)), dtype=int)
+    for a, p in pairs:
+        m[index[a], index[p]] += 1
+    return names, m
+
+
+def median_run(runs):
+    """The run whose final test accuracy is the median (the lower middle for an even count)."""
+    ranked = sorted(runs, key=lambda r: (r.summary["test_acc"] if r.summary["test_acc"] is not None else -1))
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def draw_confusion(ax, run, of):
+    names, m = confusion(run.predictions)
+    share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if len(names) <= 20:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if m[i, j]:
+                    ax.text(j, i, m[i, j], ha="center", va="center", fontsize=7,
+                            color="white" if share[i, j] > 0.5 else "black")
+    ticks = range(len(names))
+    ax.set_xticks(ticks, names, rotation=90, fontsize=7)
+    ax.set_yticks(ticks, names, fontsize=7)
+    acc = 100 * np.trace(m) / max(m.sum(), 1)
+    ax.set(title=f"Confusion: {run.name}, the median of {of} ({acc:.1f}% test)", xlabel="predicted", ylabel="actual")
+
+
+def save(fig, path):
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+PANELS = {  # file name -> how to draw it
+    "accuracy": lambda ax, r: draw_curves(ax, r, "test_acc", "Test accuracy (mean +- std over seeds)", "accuracy (%)"),
+    "val_accuracy": lambda ax, r: draw_curves(ax, r, "val_acc", "Validation accuracy: what the schedule monitors",
+                                              "accuracy (%)"),
+    "loss": lambda ax, r: draw_curves(ax, r, "train_loss", "Train loss (mean +- std over seeds)", "cross-entropy",
+                                      fmt="{:.3f}", log=True),
+    "lr": draw_lr,
+}
+
+
+def draw_all(runs_by_arm, final_by_arm, confusion_arm, out_dir, title):
+    """plots/{accuracy,val_accuracy,loss,lr,paired,confusion,overview}.png"""
+    out_dir = Path(out_dir)
+    for name, draw in PANELS.items():
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        draw(ax, runs_by_arm)
+        ax.grid(alpha=0.3)
+        save(fig, out_dir / f"{name}.png")
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    draw_paired(ax, final_by_arm)
+    ax.grid(alpha=0.3, axis="y")
+    save(fig, out_dir / "paired.png")
+    median = median_run(runs_by_arm[confusion_arm])
+    fig, ax = plt.subplots(figsize=(6, 5.4))
+    draw_confusion(ax, median, len(runs_by_arm[confusion_arm]))
+    save(fig, out_dir / "confusion.png")
+
+    fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
+    for ax, draw in zip(axes.flat, PANELS.values()):
+        draw(ax, runs_by_arm)
+        ax.grid(alpha=0.3)
+    draw_paired(axes[1, 1], final_by_arm)
+    axes[1, 1].grid(alpha=0.3, axis="y")
+    draw_confusion(axes[1, 2], median, len(runs_by_arm[confusion_arm]))
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    save(fig, out_dir / "overview.png")

@@ -1,0 +1,51 @@
+"""comparison.md: the comparison as a table a reader takes in at a glance, with the verdict in words."""
+
+THESIS = {  # the thesis's own numbers, beside ours
+    "speedsigns": "thesis (real signs): 97.6% train, 95.1% test",
+    "cifar10": "thesis (VGG16, CIFAR-10): static plateaus at 60-70% test, dynamic > 85%",
+}
+
+
+def markdown(comparison, title, dataset=None) -> str:
+    arms = comparison["arms"]
+    settings = comparison["settings"]
+    lines = [f"# {title}", "", f"**Verdict:** {comparison['verdict']}", "",
+             "| | test acc (%) mean +- std (n) | 95% CI | best test acc (%) | epochs | epochs to "
+             f"{settings['target_acc']:g}% {settings['monitor']} | LR cuts | train s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, a in arms.items():
+        t = a["test_acc"]
+        reach = a["epochs_to_target"]
+        lines.append(f"| {name} | {_num(t['mean'])} +- {_num(t['std'])} ({t['n']}) | {_ci(t)} | "
+                     f"{_num(a['best_test_acc']['mean'])} | {_num(a['epochs']['mean'], 1)} | "
+                     f"{_num(reach['mean'], 1)} ({reach['reached']} of {reach['n']} reached) | "
+                     f"{_num(a['lr_cuts']['mean'], 1)} | {_num(a['train_seconds']['mean'], 1)} |")
+    lines += ["", f"Paired by seed, against {settings['baseline']}:", "",
+              "| | difference (points) | 95% CI | p (t-test) | p (Wilcoxon) | wins/losses/ties | d_z | "
+              f"detectable at 80% power | seeds for +-{settings['min_effect']:g} | epochs to target, difference |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, pair in comparison["paired"].items():
+        d, e = pair["test_acc"], pair["epochs_to_target"]
+        lines.append(f"| {name} | {_num(d['mean'], 2, sign=True)} | {_ci(d)} | {_p(d['p_holm'])} | "
+                     f"{_p(d['p_wilcoxon'])} | {d['wins']}/{d['losses']}/{d['ties']} | {_num(d['cohens_dz'])} | "
+                     f"{_num(d['mde'])} | {d['seeds_needed'] or '-'} | {_num(e['mean'], 1, sign=True)} ({_ci(e, 1)}) |")
+    note = THESIS.get(dataset)
+    lines += ["", f"Reference: {note}." if note else "", ""]
+    return "\n".join(lines)
+
+
+def _num(v, digits=2, sign=False):
+    if v is None:
+        return "-"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def _ci(d, digits=2):
+    if d["ci95_low"] is None:
+        return "-"
+    return f"{d['ci95_low']:+.{digits}f} to {d['ci95_high']:+.{digits}f}" if "wins" in d else \
+        f"{d['ci95_low']:.{digits}f} to {d['ci95_high']:.{digits}f}"
+
+
+def _p(p):
+    return "-" if p is None else f"{p:.3g}"
