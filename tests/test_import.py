@@ -57,7 +57,8 @@ def test_cifar10_export_writes_every_image_exactly(tmp_path, bytes_keys):
 def test_cifar10_from_source_through_the_download_stage(tmp_path):
     archive, _ = tiny_cifar(tmp_path / "c.tar.gz")
     cfg = tiny_config(dataset="cifar10", source=str(archive))
-    found = make_dataset(cfg, tmp_path / "data" / "raw" / "cifar10", tmp_path / "samples.png", progress=False)
+    found = make_dataset(cfg, tmp_path / "data" / "raw" / "cifar10", tmp_path / "samples.png", tmp_path,
+                         progress=False)
     assert found.classes == tuple(sorted(NAMES))
     assert (tmp_path / "samples.png").is_file()
     assert sorted(p.name for p in (tmp_path / "data" / "raw").iterdir()) == ["cifar10"]  # no temp left
@@ -85,6 +86,78 @@ def test_class_names_cannot_escape_the_output(tmp_path):
 def test_cifar10_missing_source_file(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         cifar10.fetch(str(tmp_path / "nope.tar.gz"), tmp_path)
+
+
+@pytest.mark.parametrize("pixels", [[300] * 3072, [-1] * 3072, [0.5] * 3072])
+def test_cifar10_pixels_out_of_byte_range_are_one_line(tmp_path, pixels):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": [pixels], "labels": [0]}))
+    with pytest.raises(UserError, match=r"data_batch_1: pixel values must be integers in 0..255"):
+        cifar10._read_batch(path, 3)
+
+
+def test_a_source_outside_the_sources_folder_is_refused(tmp_path):
+    src = make_image_folder(tmp_path / "elsewhere")
+    sources = tmp_path / "project" / "data" / "sources"
+    sources.mkdir(parents=True)
+    cfg = tiny_config(dataset="folder", source=str(src))
+    with pytest.raises(UserError, match=r"^source: .*elsewhere is outside .*sources/, where DVC watches sources"):
+        make_dataset(cfg, tmp_path / "raw" / "folder", tmp_path / "s.png", sources, progress=False)
+    os.symlink(src, sources / "link")  # a link inside that leads outside is outside too
+    with pytest.raises(UserError, match="is outside"):
+        make_dataset(tiny_config(dataset="folder", source=str(sources / "link")), tmp_path / "raw" / "folder",
+                     tmp_path / "s.png", sources, progress=False)
+
+
+def test_a_relative_source_is_relative_to_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "data" / "sources" / "mine")
+    cfg = tiny_config(dataset="folder", source="data/sources/mine")
+    found = make_dataset(cfg, tmp_path / "data" / "raw" / "folder", tmp_path / "s.png", "data/sources", progress=False)
+    assert found.classes == ("cat", "dog")
+    with pytest.raises(UserError, match=r"source: data/sources/gone: no such file or folder .*dvc add"):
+        make_dataset(tiny_config(dataset="folder", source="data/sources/gone"), tmp_path / "data" / "raw" / "folder",
+                     tmp_path / "s.png", "data/sources", progress=False)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    src = make_image_folder(tmp_path / "src")
+    raw = tmp_path / "data" / "raw"
+    real_copy = shutil.copyfile
+    calls = {"n": 0}
+
+    def fills_up(a, b, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(b))
+        return real_copy(a, b, *args, **kw)
+
+    monkeypatch.setattr(shutil, "copyfile", fills_up)
+    with pytest.raises(UserError, match=r"^no space left on .*data/raw \(writing folder\); nothing was half-written$"):
+        make_dataset(tiny_config(dataset="folder", source=str(src)), raw / "folder", tmp_path / "s.png", tmp_path,
+                     progress=False)
+    assert list(raw.iterdir()) == []
+
+
+def test_a_full_disk_while_saving_a_file_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    from thesislab import io as tio
+
+    target = tmp_path / "metrics.json"
+    tio.write_json(target, {"old": 1})
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(target), "write_bytes", full)
+    with pytest.raises(UserError, match=r"^no space left on .* \(writing metrics.json\); nothing was half-written$"):
+        tio.write_json(target, {"new": 2})
+    monkeypatch.undo()
+    assert target.read_text() == '{\n  "old": 1\n}\n' and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
 @pytest.mark.parametrize("name", ["../escape.txt", "/tmp/absolute.txt", "a/../../up.txt"])
@@ -145,7 +218,7 @@ def test_download_stage_leaves_nothing_on_failure(tmp_path):
     cfg = tiny_config(dataset="folder", source=str(src))
     raw = tmp_path / "data" / "raw"
     with pytest.raises(UserError, match="0.png"):
-        make_dataset(cfg, raw / "folder", tmp_path / "samples.png", progress=False)
+        make_dataset(cfg, raw / "folder", tmp_path / "samples.png", tmp_path, progress=False)
     assert list(raw.iterdir()) == []
     assert not (tmp_path / "samples.png").exists()
 

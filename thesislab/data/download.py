@@ -1,5 +1,12 @@
-"""The download stage's one call: make <out>/{train,test}/<class>/<image> for the configured dataset."""
+"""The download stage's one call: make <out>/{train,test}/<class>/<image> for the configured dataset.
 
+A `source` (your folder or archive, or a local CIFAR-10 archive) must lie inside the sources folder that
+dvc.yaml passes in (data/sources/): the download stage depends on that folder, so DVC notices when anything
+in it changes (`dvc status` shows it, `dvc repro` re-imports), and `dvc exp run --queue` runs see it when it
+is DVC-tracked there (`dvc add data/sources/<name>`). A relative source is relative to the project root.
+"""
+
+import os
 import tempfile
 from pathlib import Path
 
@@ -7,11 +14,13 @@ from thesislab import io
 from thesislab.config import Config
 from thesislab.data import cifar10, folder, layout, speedsigns
 from thesislab.data.samples import sample_grid
+from thesislab.errors import UserError
 
 
-def make_dataset(cfg: Config, out_dir, samples_png, progress=True):
+def make_dataset(cfg: Config, out_dir, samples_png, sources_dir, progress=True):
     """Build the dataset into a temporary folder and move it into place whole; then draw the sample grid."""
     out_dir = Path(out_dir)
+    source = resolve_source(cfg.source, sources_dir) if cfg.dataset != "speedsigns" else None
     with io.atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(
         prefix=f".{out_dir.name}.work-", suffix=".tmp", dir=out_dir.parent
     ) as work:
@@ -20,10 +29,25 @@ def make_dataset(cfg: Config, out_dir, samples_png, progress=True):
             speedsigns.generate(tmp, {"train": g.train_per_class, "test": g.test_per_class}, g.size, g.seed,
                                 progress=progress)
         elif cfg.dataset == "cifar10":
-            archive = cifar10.fetch(cfg.source, work)
+            archive = cifar10.fetch(source, work)
             cifar10.export(archive, tmp, Path(work) / "extracted", progress=progress)
         else:
-            folder.import_folder(cfg.source, tmp, work, progress=progress)
+            folder.import_folder(source, tmp, work, progress=progress)
         found = layout.scan(tmp)
     sample_grid(out_dir, found, samples_png)
     return found
+
+
+def resolve_source(source, sources_dir):
+    """A URL as it is; a path resolved against the project root and checked to lie inside sources_dir."""
+    if source is None or str(source).startswith(("http://", "https://")):
+        return source
+    path = Path(source).expanduser()
+    real, allowed = os.path.realpath(path), os.path.realpath(sources_dir)
+    if os.path.commonpath([real, allowed]) != allowed:
+        raise UserError(f"source: {source} is outside {sources_dir}/, where DVC watches sources for changes and "
+                        f"queued runs can reach them; move or copy it there (README: Your own images)")
+    if not os.path.exists(real):
+        raise UserError(f"source: {source}: no such file or folder (in a --queue or --temp run, only git- or "
+                        f"DVC-tracked files exist: `dvc add {path}`)")
+    return Path(real)

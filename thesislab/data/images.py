@@ -37,6 +37,8 @@ def load_rgb(path, size=None) -> np.ndarray:
         raise UserError(f"{path}: image too large to decode safely (limit {MAX_PIXELS:,} pixels)") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image Pillow can read") from None
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise UserError(f"{path}: corrupt or truncated image ({err})") from None
 
