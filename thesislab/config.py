@@ -122,6 +122,10 @@ def _optional_text(v):
     return None if v is None or (isinstance(v, str) and v.strip()) else "null or a path/URL string"
 
 
+def _freeze(v):
+    return None if v is None or v == "backbone" else "null or backbone"
+
+
 def _name(v):
     ok = isinstance(v, str) and v.strip() == v and v
     return None if ok else "a name (see README: The experiment's knobs)"
@@ -163,7 +167,7 @@ class SpeedSigns:
 
 @dataclass(frozen=True)
 class Dynamic:
-    """The thesis's dynamic learning rate (DESIGN.md pins it down)."""
+    """The thesis's dynamic learning rate (docs/design.md pins it down)."""
 
     window: int = param(8, _integer(2, 1000))
     slope: float = param(0.03, _number())
@@ -240,6 +244,8 @@ class Config:
     image_size: int = param(32, _integer(8, 1024))
     speedsigns: SpeedSigns = group(SpeedSigns)
     model: str = param("signnet", _name)
+    weights: object = param(None, _optional_text)
+    freeze: object = param(None, _freeze)
     schedules: list = param(("static", "dynamic"), _schedule_names)
     lr: float = param(0.01, _number(0, 1000, lo_open=True))
     momentum: float = param(0.9, _number(0, 1, hi_open=True))
@@ -303,6 +309,8 @@ def _check_together(cfg):
     if cfg.compare.baseline not in cfg.schedules:
         raise UserError(f"params.yaml: compare.baseline: must be one of schedules ({', '.join(cfg.schedules)}) "
                         f"(got {cfg.compare.baseline!r})")
+    if cfg.freeze and not cfg.weights:
+        raise UserError("params.yaml: freeze: backbone needs weights (a trained backbone to keep); set weights too")
     if cfg.monitor == "val" and cfg.val_fraction <= 0:
         raise UserError("params.yaml: val_fraction: must be > 0 when monitor is val (got 0)")
     if cfg.dataset in ("folder",) and not cfg.source:

@@ -24,7 +24,7 @@ def least_squares_slope(points):
 
 
 class DynamicLR:
-    """The thesis's dynamic learning rate, as DESIGN.md pins it down.
+    """The thesis's dynamic learning rate, as docs/design.md pins it down.
 
     After each epoch, add the monitored accuracy (percent) to a window of the last `window` epochs. When
     the window is full, fit acc = a + slope * epoch. A slope under `slope` percentage points per epoch is a
