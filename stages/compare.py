@@ -23,7 +23,8 @@ def load_runs(runs_dir, schedules, seeds):
                                 f"{run.summary.get('seed')!r}, not {schedule} seed {seed}; rerun train@{run.name}")
             digests.add(run.summary.get("config"))
     if len(digests) > 1:
-        raise UserError(f"{runs_dir}: the runs were made with different params or data; `dvc repro` reruns the stale ones")
+        raise UserError(f"{runs_dir}: the runs were made with different params or data; "
+                        "`dvc repro` reruns the stale ones")
     return runs
 
 

@@ -1,8 +1,8 @@
 """Stage train@<schedule>-<seed>: train the configured model with one LR schedule and one seed.
 
-Writes the model file, the run's folder (metrics.json, epochs.csv, predictions.csv) and, while the run is
-unfinished, its checkpoint. With engine.nproc > 1 it relaunches itself under torchrun, one process per GPU
-(DistributedDataParallel).
+Logs every epoch through DVCLive into the live folder; writes the model file, the run's folder (DVCLive's
+metrics.json and per-epoch files, and predictions.csv) and, while the run is unfinished, its checkpoint.
+With engine.nproc > 1 it relaunches itself under torchrun, one process per GPU (DistributedDataParallel).
 """
 
 import argparse
@@ -26,8 +26,10 @@ def parse_args():
     ap.add_argument("--stats", required=True, help="stats.json")
     ap.add_argument("--cache", required=True, help="folder for decoded-image arrays")
     ap.add_argument("--model", required=True, help="model file to write")
+    ap.add_argument("--weights", required=True, help="folder that a `weights` file must lie in")
     ap.add_argument("--checkpoints", required=True, help="folder for this run's checkpoint")
     ap.add_argument("--out", required=True, help="this run's output folder")
+    ap.add_argument("--live", required=True, help="DVCLive's folder for the run training now")
     return ap.parse_args()
 
 
@@ -46,7 +48,8 @@ def main():
         relaunch_under_torchrun(cfg.engine.nproc)
     paths = RunPaths(
         root=Path(args.root), pathlist=Path(args.pathlist), stats=Path(args.stats), cache=Path(args.cache),
-        model=Path(args.model), checkpoint=Path(args.checkpoints) / "last.pt", run=Path(args.out),
+        model=Path(args.model), weights=Path(args.weights), checkpoint=Path(args.checkpoints) / "last.pt",
+        run=Path(args.out), live=Path(args.live),
     )
     train(cfg, args.schedule, args.seed, paths)
 

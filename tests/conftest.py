@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # two test workers share two cores (set before torch loads)
 
 # Small enough for seconds of CPU, big enough to train: the default pipeline shrunk.
 TINY_PARAMS = {
@@ -81,8 +82,9 @@ class Project:
     def __init__(self, path):
         self.path = Path(path)
         venv_bin = str(Path(sys.executable).parent)
+        # One thread a process: two test files run at once on two cores, and tiny models gain nothing from more.
         self.env = {**os.environ, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
-                    "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1"}
+                    "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1"}
         self.env.pop("PYTHONPATH", None)
 
     def run(self, *cmd, check=True, timeout=600):
@@ -123,3 +125,21 @@ def make_project(dest, **params):
 @pytest.fixture
 def project(tmp_path):
     return make_project(tmp_path / "proj")
+
+
+def fake_run(runs_dir, schedule, seed, rows, config="c", predictions=((0, 0), (1, 1), (1, 0)), classes=("cat", "dog")):
+    """A finished run's folder, written by the train stage's own logger (DVCLive) from made-up epoch rows.
+
+    rows: dicts with any of files.EPOCH_COLUMNS (the rest default); returns files.Run."""
+    from thesislab import files
+    from thesislab.train.log import LiveLog, summarize, write_run
+
+    defaults = {"train_loss": 1.0, "train_acc": 50.0, "val_loss": 1.0, "val_acc": None, "test_loss": 1.0,
+                "seconds": 1.0, "train_seconds": 1.0, "images": 10}
+    rows = [{**defaults, "epoch": e, **row} for e, row in enumerate(rows, 1)]
+    name = files.run_name(schedule, seed)
+    live = Path(runs_dir).parent / f"live-{name}"
+    log = LiveLog(live, name, rows)
+    log.finish(summarize(rows, "max_epochs", schedule=schedule, seed=seed, model="m", device="cpu", config=config))
+    write_run(Path(runs_dir) / name, live, [a for a, _ in predictions], [p for _, p in predictions], list(classes))
+    return files.read_run(runs_dir, name)

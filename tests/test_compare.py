@@ -7,11 +7,9 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, TINY_PARAMS, merge
+from conftest import ROOT, TINY_PARAMS, fake_run, merge
 
-from thesislab import files
 from thesislab.comparison import compare as cmp
-from thesislab.train.log import summarize
 
 SETTINGS = cmp.Settings(baseline="static", min_effect=0.5, target_acc=90, monitor="val", max_epochs=40)
 
@@ -124,14 +122,9 @@ def test_epochs_to_target_counts_runs_that_never_reach_it():
 
 
 def write_run(runs_dir, schedule, seed, accs, lrs, config="c1"):
-    rows = [{"epoch": e, "lr": lr, "train_loss": 1.0 / e, "train_acc": a, "val_loss": 1.0, "val_acc": a,
-             "test_loss": 1.0, "test_acc": a, "seconds": 1.0, "train_seconds": 1.0, "images": 10}
+    rows = [{"lr": lr, "train_loss": 1.0 / e, "train_acc": a, "val_acc": a, "test_acc": a}
             for e, (a, lr) in enumerate(zip(accs, lrs), 1)]
-    folder = runs_dir / files.run_name(schedule, seed)
-    summary = summarize(rows, "max_epochs", schedule=schedule, seed=seed, model="m", device="cpu", config=config)
-    files.write_epochs(folder, rows)
-    files.write_summary(folder, summary)
-    files.write_predictions(folder, [0, 1, 1], [0, 1, 0], ["a", "b"])
+    fake_run(runs_dir, schedule, seed, rows, config=config)
 
 
 def compare_stage(tmp_path, seeds, **params):

@@ -20,6 +20,8 @@ BAD = {
     "speedsigns.seed": (0.5, 99999999999999999999),
     "model": (True, ""),  # unknown names: the registry refuses them (tests/test_models.py)
     "schedules": ("static", ["static", "static"]),
+    "weights": (5, ""),
+    "freeze": (True, "head"),
     "lr": ("fast", 0),
     "momentum": ([0.9], 1.0),
     "weight_decay": ("none", -0.1),
@@ -130,7 +132,8 @@ def test_seed_lists(seeds):
 
 def test_baseline_must_be_a_compared_schedule():
     raw = with_value("schedules", ["dynamic", "cosine"])
-    with pytest.raises(UserError, match=r"compare.baseline: must be one of schedules \(dynamic, cosine\) \(got 'static'\)"):
+    with pytest.raises(UserError, match=r"compare.baseline: must be one of schedules \(dynamic, cosine\) "
+                                        r"\(got 'static'\)"):
         config.from_dict(raw)
     raw["compare"]["baseline"] = "cosine"
     assert config.from_dict(raw).compare.baseline == "cosine"

@@ -56,8 +56,9 @@ def train_stage(data, workdir, **params):
     (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
     cmd = [sys.executable, "-m", "stages.train", "--schedule", "static", "--seed", "0", "--root", str(data / "raw"),
            "--pathlist", str(data / "pathlist"), "--stats", str(data / "stats.json"),
-           "--cache", str(workdir / "cache"), "--model", str(workdir / "model.pt"),
-           "--checkpoints", str(workdir / "ckpt"), "--out", str(workdir / "m")]
+           "--cache", str(workdir / "cache"), "--model", str(workdir / "model.pt"), "--weights", str(workdir),
+           "--checkpoints", str(workdir / "ckpt"), "--out", str(workdir / "m"),
+           "--live", str(workdir / "live")]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -81,7 +82,10 @@ def test_two_processes_match_one_without_batchnorm(data, tmp_path):
 
 
 def first_epoch_loss(workdir):
-    return files.read_epochs(workdir / "m")[0]["train_loss"]
+    rows = files.read_epochs(workdir / "m")
+    # Only rank 0 logs: every DVCLive file has each epoch once.
+    assert all(len(tsv.read_text().splitlines()) == 1 + len(rows) for tsv in (workdir / "live").rglob("*.tsv"))
+    return rows[0]["train_loss"]
 
 
 def test_two_processes_train_a_batchnorm_model(data, tmp_path):

@@ -70,11 +70,15 @@ def test_stage_deps_are_the_modules_its_code_loads(name):
     assert sorted(deps - loaded) == [], f"{name} depends on modules it never loads (needless reruns)"
 
 
-def test_top_level_plots_name_the_curves_the_compare_stage_writes():
-    curve_files = {next(iter(p.values()))["y"] and next(iter(next(iter(p.values()))["y"]))
-                   for p in DVC_YAML["plots"] if isinstance(p, dict)}
+def test_top_level_plots_and_metrics_name_what_the_stages_write():
+    definitions = [next(iter(p.values())) for p in DVC_YAML["plots"] if isinstance(p, dict)]
+    curve_files = {file for d in definitions if "y" in d for file in d["y"]}
     folder = shlex.split(STAGES["compare"]["cmd"])[-1]
     assert curve_files == {f"{folder}/{q}.csv" for q in curves.QUANTITIES}
+    live = shlex.split(STAGES["train"]["cmd"].replace("\n", " "))
+    live = live[live.index("--live") + 1]
+    assert f"{live}/{files.METRICS}" in DVC_YAML["metrics"]
+    assert any(f"{live}/{files.EPOCHS}" in p for p in DVC_YAML["plots"] if isinstance(p, dict))
 
 
 def test_run_folders_are_named_by_files_run_name():

@@ -3,24 +3,17 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import fake_run
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.text import Annotation
 
-from thesislab import files
 from thesislab.comparison import curves, figures
-from thesislab.train.log import summarize
 
 
 def make_run(tmp_path, schedule, seed, accs, lrs, val=None, predictions=((0, 0), (1, 1), (1, 0))):
-    rows = [{"epoch": e, "lr": lr, "train_loss": 2.0 / e, "train_acc": a - 1, "val_loss": 1.0,
-             "val_acc": None if val is None else val[e - 1], "test_loss": 1.0, "test_acc": a, "seconds": 1.0,
-             "train_seconds": 1.0, "images": 10} for e, (a, lr) in enumerate(zip(accs, lrs), 1)]
-    folder = tmp_path / files.run_name(schedule, seed)
-    files.write_epochs(folder, rows)
-    summary = summarize(rows, "max_epochs", schedule=schedule, seed=seed, model="m", device="cpu", config="c")
-    files.write_summary(folder, summary)
-    files.write_predictions(folder, [a for a, _ in predictions], [p for _, p in predictions], ["cat", "dog"])
-    return files.read_run(tmp_path, folder.name)
+    rows = [{"lr": lr, "train_loss": 2.0 / e, "train_acc": a - 1, "val_acc": None if val is None else val[e - 1],
+             "test_acc": a} for e, (a, lr) in enumerate(zip(accs, lrs), 1)]
+    return fake_run(tmp_path / "runs", schedule, seed, rows, predictions=predictions)
 
 
 @pytest.fixture

@@ -8,10 +8,27 @@ from thesislab.train import models
 MODELS = tuple(models.REGISTRY)
 
 
-def test_an_unknown_model_is_one_line_listing_the_names():
-    with pytest.raises(UserError, match=r"^params.yaml: model: must be one of: signnet, vgg16, simple_v3, lenet, mlp "
-                                         r"\(got 'resnet50'\)$"):
-        models.build("resnet50", 10, 32, 0.5)
+def test_an_unknown_model_is_one_line_saying_where_names_are():
+    with pytest.raises(UserError, match=r"^params.yaml: model: 'resnet5O' is neither one of this project's nets "
+                                         r"\(signnet, vgg16, simple_v3, lenet, mlp\) nor a torchvision classification "
+                                         r"model \(see README"):
+        models.build("resnet5O", 10, 32, 0.5)
+
+
+def test_torchvision_models_by_name_and_the_thesis_vgg16_keeps_its_name():
+    ours = models.build("vgg16", 10, 32, 0.5)
+    theirs = models.build("torchvision.vgg16", 10, 32, 0.5)
+    assert [m.out_channels for m in ours.modules() if isinstance(m, nn.Conv2d)][:2] == [32, 32]
+    assert [m.out_channels for m in theirs.modules() if isinstance(m, nn.Conv2d)][:2] == [64, 64]
+    small = models.build("mobilenet_v3_small", 7, 32, 0.5)
+    assert small(torch.zeros(2, 3, 32, 32)).shape == (2, 7) and models.head_name(small) == "classifier.3"
+    assert models.head_name(models.build("resnet18", 7, 32, 0.5)) == "fc"
+
+
+def test_a_torchvision_model_too_big_for_image_size_is_one_line():
+    with pytest.raises(UserError, match=r"^params.yaml: image_size: vit_b_16 cannot take 32x32 images \(Wrong image "
+                                         r"height! Expected 224 but got 32!\); set image_size"):
+        models.build("vit_b_16", 10, 32, 0.5)
 
 
 def test_a_model_that_cannot_run_at_image_size_says_so():

@@ -1,8 +1,8 @@
 """End-to-end: the project copied into a throwaway git repo, driven with the dvc commands users type.
 
-Runs in order on one tiny project (module scope): repro, no-op repro, seeds added as an experiment, experiments
-and their comparison, a rejected experiment that must leave every result intact, interruption and resume, a
-forced rerun, and bad params.
+Runs in order on one tiny project (module scope): repro, no-op repro, a run watched live through DVCLive,
+rejected experiments that must leave every result intact, interruption and resume, a forced rerun, and the
+whole pipeline again from clean. Experiments built on a baseline are in test_experiments.py.
 """
 
 import json
@@ -14,7 +14,6 @@ import sys
 import time
 
 import pytest
-import yaml
 from conftest import make_project
 
 from thesislab import files
@@ -77,6 +76,35 @@ def test_second_repro_reruns_nothing(proj):
     assert "Data and pipelines are up to date" in result.stdout
 
 
+def test_dvc_exp_show_sees_a_run_while_it_trains(proj):
+    """DVCLive writes metrics/live every epoch: `dvc exp show` in a second terminal shows the running epoch."""
+    live = proj.path / "metrics" / "live" / "metrics.json"
+    child = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "-S", "epochs=2000", "-S", "loss_stop=0",
+                              "-S", "schedules=[static]"], cwd=proj.path,
+                             env=proj.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (live.exists() and json.loads(live.read_text() or "{}").get("step", 0) >= 3
+                                              and json.loads(live.read_text()).get("run") == "static-0"):
+            time.sleep(0.1)
+        shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
+        still_running = child.poll() is None
+        step = shown[0]["data"]["metrics"]["metrics/live/metrics.json"]["data"]["step"]
+        tsv = (proj.path / "metrics" / "live" / "plots" / "metrics" / "test_acc.tsv").read_text().splitlines()
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    assert still_running and 3 <= step < 2000
+    assert len(tsv) >= 1 + 3 and tsv[0] == "step\ttest_acc"
+    # What README says an interrupted `dvc exp run` needs: the committed params (it had staged its own), the
+    # committed outputs (it had set aside dynamic-0's model, not in its one-schedule pipeline), and the killed
+    # run's checkpoint (for other params) dropped.
+    proj.git("checkout", "HEAD", "--", "params.yaml", "metrics/live")
+    proj.dvc("checkout", "-q")
+    (proj.path / "checkpoints" / "static-0" / "last.pt").unlink()
+    assert ran(proj.dvc("repro")) == []
+
+
 def test_a_rejected_experiment_leaves_every_result_intact(proj):
     """A bad -S used to delete the previous run's metrics and models (DVC empties a stage's outputs before
     running it): now every output is `persist` and the stage refuses the params before writing anything."""
@@ -93,72 +121,6 @@ def test_a_rejected_experiment_leaves_every_result_intact(proj):
         proj.git("checkout", "--", "params.yaml")
     assert proj.dvc("exp", "run", "-S", "learning_rate=0.1", check=False).returncode != 0  # DVC refuses unknown keys
     assert ran(proj.dvc("repro")) == []  # dvc.lock still describes the outputs
-
-
-def test_adding_seeds_trains_only_the_new_pairs(proj):
-    result = proj.dvc("exp", "run", "-n", "two-seeds", "-S", "seeds=[0,1]")
-    assert ran(result) == ["train@static-1", "train@dynamic-1", "compare"]
-    result = proj.dvc("exp", "run", "-n", "three-seeds", "-S", "seeds=[0,1,2]")
-    assert ran(result) == ["train@static-2", "train@dynamic-2", "compare"]
-    comparison = json.loads(proj.read("metrics/comparison.json"))
-    assert comparison["seeds"] == 3 and comparison["arms"]["dynamic"]["test_acc"]["n"] == 3
-    assert comparison["paired"]["dynamic"]["test_acc"]["n"] == 3
-    assert comparison["paired"]["dynamic"]["verdict_code"] in (-1, 0, 1, 2, 3)
-    # exp show: the comparison and the stats, not a copy of every column per run.
-    shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
-    assert set(shown[0]["data"]["metrics"]) == {"metrics/comparison.json", "metrics/stats.json"}
-    diff = proj.dvc("metrics", "diff", "two-seeds", "three-seeds").stdout
-    assert "arms.dynamic.test_acc.n" in diff
-    proj.git("checkout", "--", "params.yaml")
-    proj.dvc("checkout", "-q", check=False)
-
-
-def test_two_experiments_compared_paired_by_seed(proj):
-    proj.dvc("exp", "run", "-n", "raw", "-S", "normalize=false", "-S", "seeds=[0,1]")
-    out = proj.path / "raw-vs-two.json"
-    result = proj.run(sys.executable, "-m", "thesislab.comparison", "two-seeds", "raw", "--out", str(out))
-    assert result.stdout.startswith("static: ") and "\ndynamic: " in result.stdout
-    both = json.loads(out.read_text())
-    assert set(both) == {"static", "dynamic"}
-    pair = both["static"]["paired"]["raw"]["test_acc"]
-    a = [json.loads(proj.git("show", f"{_sha(proj, 'two-seeds')}:metrics/runs/static-{s}/metrics.json").stdout)
-         for s in (0, 1)]
-    b = [json.loads(proj.git("show", f"{_sha(proj, 'raw')}:metrics/runs/static-{s}/metrics.json").stdout) for s in (0, 1)]
-    assert pair["n"] == 2 and pair["mean"] == pytest.approx(
-        sum(y["test_acc"] - x["test_acc"] for x, y in zip(a, b)) / 2, abs=1e-5)
-    missing = proj.run(sys.executable, "-m", "thesislab.comparison", "two-seeds", "no-such-exp", check=False)
-    assert missing.returncode == 2
-    assert missing.stderr.strip() == ("error: no-such-exp: no such experiment, commit or branch "
-                                      "(dvc exp show lists experiments)")
-    proj.git("checkout", "--", "params.yaml")
-    proj.dvc("checkout", "-q", check=False)
-
-
-def _sha(proj, name):
-    refs = proj.git("for-each-ref", "--format=%(objectname) %(refname)", "refs/exps").stdout.split("\n")
-    return next(line.split()[0] for line in refs if line.endswith("/" + name))
-
-
-def test_experiments_as_typed(proj):
-    table = proj.dvc("exp", "show", "--csv").stdout
-    assert "verdict" in table.splitlines()[0] and "two-seeds" in table
-    diff = proj.dvc("metrics", "diff", "--all", "two-seeds", "raw").stdout
-    assert "mean_test_acc" in diff
-    out = proj.path / "dvc_plots"
-    proj.dvc("plots", "diff", "two-seeds", "raw", "-o", str(out))
-    html = (out / "index.html").read_text()
-    assert "two-seeds" in html and "raw" in html and '"schedule"' in html  # the mean-band template's field
-
-
-def test_plots_show_only_the_runs_of_the_current_params(proj):
-    proj.dvc("exp", "run", "-S", "schedules=[dynamic]", "-S", "compare.baseline=dynamic")
-    for quantity in ("test_acc", "lr"):
-        rows = proj.read(f"plots/curves/{quantity}.csv").splitlines()[1:]
-        assert rows and all(r.split(",")[1] == "dynamic" for r in rows)
-    comparison = json.loads(proj.read("metrics/comparison.json"))
-    assert list(comparison["arms"]) == ["dynamic"]
-    proj.git("checkout", "--", "params.yaml")
-    proj.dvc("checkout", "-q", check=False)
 
 
 def test_sigkill_then_repro_resumes_to_the_same_result(proj):
@@ -207,7 +169,7 @@ def test_the_pipeline_from_clean_gives_identical_outputs(tmp_path):
                 for summary in arm["arms"].values():
                     summary.pop("train_seconds")  # wall time
             assert a == b
-        elif path.endswith(("epochs.csv", ".png", "comparison.md")) or "curves" in path:
-            continue  # hold per-epoch seconds, or draw them
+        elif path.endswith(("seconds.tsv", ".png", "comparison.md")):
+            continue  # wall times, or drawings of them
         else:
             assert again[path] == data, path

@@ -21,8 +21,8 @@ TIMING = set(files.TIMING_KEYS)
 def run_paths(tiny_data, out, schedule="static", seed=0):
     name = files.run_name(schedule, seed)
     return RunPaths(root=tiny_data / "raw", pathlist=tiny_data / "pathlist", stats=tiny_data / "stats.json",
-                    cache=out / "cache", model=out / "models" / f"{name}.pt",
-                    checkpoint=out / "checkpoints" / name / "last.pt", run=out / "runs" / name)
+                    cache=out / "cache", model=out / "models" / f"{name}.pt", weights=out / "weights",
+                    checkpoint=out / "checkpoints" / name / "last.pt", run=out / "runs" / name, live=out / "live")
 
 
 def run(tiny_data, out, schedule="static", seed=0, **over):
@@ -50,7 +50,6 @@ def same_weights(a, b):
 def test_outputs_and_metrics_keys(tiny_data, tmp_path):
     summary, paths = run(tiny_data, tmp_path)
     on_disk = json.loads((paths.run / "metrics.json").read_text())
-    assert on_disk == summary
     for key in ("test_acc", "best_test_acc", "epochs", "lr_reductions", "stop_reason", "train_seconds",
                 "images_per_second"):
         assert key in on_disk
@@ -59,11 +58,15 @@ def test_outputs_and_metrics_keys(tiny_data, tmp_path):
     rows = files.read_epochs(paths.run)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert list(rows[0]) == list(files.EPOCH_COLUMNS)
+    # DVCLive's layout: one `step<TAB>value` file per column, a line per epoch, no timestamps.
+    tsv = (paths.run / "plots" / "metrics" / "test_acc.tsv").read_text().splitlines()
+    assert tsv[0] == "step\ttest_acc" and [line.split("\t")[0] for line in tsv[1:]] == ["1", "2", "3"]
+    assert on_disk == {**summary, "step": 3}  # the summary, through DVCLive (step: the last epoch)
     # The summary's numbers are the log's: the last epoch's, and the best epoch's.
     assert on_disk["test_acc"] == pytest.approx(rows[-1]["test_acc"], abs=1e-4)
     assert on_disk["best_test_acc"] == pytest.approx(max(r["test_acc"] for r in rows), abs=1e-4)
     assert on_disk["train_loss"] == pytest.approx(rows[-1]["train_loss"], abs=1e-4)
-    assert sorted(p.name for p in paths.run.iterdir()) == ["epochs.csv", "metrics.json", "predictions.csv"]
+    assert sorted(p.name for p in paths.run.iterdir()) == ["metrics.json", "plots", "predictions.csv"]
     predictions = (paths.run / "predictions.csv").read_text().splitlines()
     assert predictions[0] == "actual,predicted" and len(predictions) == 1 + 44
     # The confusion matrix's diagonal is the final test accuracy.
@@ -77,8 +80,11 @@ def test_cpu_runs_are_deterministic(tiny_data, tmp_path):
     assert without_timing(a) == without_timing(b)
     assert log_without_timing(pa) == log_without_timing(pb)
     assert same_weights(weights(pa.model), weights(pb.model))
-    # Byte for byte, so that DVC caches identical models once.
+    # Byte for byte, so that DVC caches identical models once; DVCLive's files too, but for wall times.
     assert pa.model.read_bytes() == pb.model.read_bytes()
+    for tsv in (pa.run / "plots" / "metrics").glob("*.tsv"):
+        if tsv.name != "seconds.tsv":
+            assert tsv.read_bytes() == (pb.run / "plots" / "metrics" / tsv.name).read_bytes(), tsv.name
     assert (pa.run / "predictions.csv").read_bytes() == (pb.run / "predictions.csv").read_bytes()
 
 
@@ -109,6 +115,9 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_data, tmp_path, monkeyp
     assert log_without_timing(pr) == log_without_timing(pw)
     assert same_weights(weights(pr.model), weights(pw.model))
     assert not paths.checkpoint.exists()  # a finished run keeps no checkpoint
+    # DVCLive's files hold each epoch once: the two epochs before the interruption were not logged twice.
+    for tsv in (pr.run / "plots" / "metrics").glob("*.tsv"):
+        assert [line.split("\t")[0] for line in tsv.read_text().splitlines()[1:]] == ["1", "2", "3", "4"], tsv.name
 
 
 def interrupt_after(monkeypatch, epochs):
@@ -324,7 +333,8 @@ def test_a_class_too_small_to_split_is_refused_not_scored_as_zero(tmp_path):
     files.write_pathlists(found.classes, found.files, tmp_path / "pl")
     files.write_stats(tmp_path / "stats.json", {"mean": [0.5] * 3, "std": [0.2] * 3, "count": 2, "pixels": 128})
     paths = RunPaths(root=root, pathlist=tmp_path / "pl", stats=tmp_path / "stats.json", cache=tmp_path / "c",
-                     model=tmp_path / "m.pt", checkpoint=tmp_path / "ck" / "last.pt", run=tmp_path / "run")
+                     model=tmp_path / "m.pt", weights=tmp_path / "w", checkpoint=tmp_path / "ck" / "last.pt",
+                     run=tmp_path / "run", live=tmp_path / "live")
     with pytest.raises(UserError, match=r"val_fraction: class 'cat' has 1 training image\(s\).*monitor: test"):
         train(tiny_config(image_size=8), "dynamic", 0, paths, progress=False)
     assert not paths.run.exists() and not paths.model.exists()
@@ -417,3 +427,109 @@ def test_predict_gives_the_pipelines_own_test_predictions(tiny_data, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "thesislab.predict", str(paths.model), "nope.png"],
                              capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nope.png" in missing.stderr
+
+
+# --- transfer learning: starting weights, a new head, a frozen backbone ---------------------------------------
+
+
+def test_weights_from_another_run_load_with_a_new_head_for_another_class_count(tiny_data, tmp_path):
+    """A model trained on the 11 signs starts a 2-class run: every backbone tensor equal, the head new."""
+    from conftest import make_image_folder
+
+    from thesislab.data import layout
+    from thesislab.train import assemble
+
+    _, first = run(tiny_data, tmp_path / "first", epochs=1)
+    (tmp_path / "weights").mkdir()
+    start = tmp_path / "weights" / "signs.pt"
+    shutil.copy(first.model, start)
+    root = make_image_folder(tmp_path / "two", classes=("cat", "dog"), per_split=(4, 2), size=16)
+    found = layout.scan(root)
+    files.write_pathlists(found.classes, found.files, tmp_path / "pl2")
+    cfg = tiny_config(weights=str(start))
+    model = assemble.build_model(cfg, 2, seed=0, weights_dir=tmp_path / "weights", say=lambda *a: None)
+    trained = checkpoint.load(first.model)["state_dict"]
+    mine = model.state_dict()
+    head = "head.2."
+    assert [k for k in mine if k.startswith(head)] == ["head.2.weight", "head.2.bias"]
+    for key, value in mine.items():
+        if key.startswith(head):
+            assert value.shape[0] == 2 and trained[key].shape[0] == 11
+        else:
+            assert torch.equal(value, trained[key]), key
+
+
+def test_a_frozen_backbone_does_not_change_across_an_epoch(tiny_data, tmp_path):
+    _, first = run(tiny_data, tmp_path / "first", epochs=1)
+    weights = tmp_path / "again" / "weights"
+    weights.mkdir(parents=True)
+    shutil.copy(first.model, weights / "start.pt")
+    _, frozen = run(tiny_data, tmp_path / "again", epochs=2, weights=str(weights / "start.pt"), freeze="backbone",
+                    lr=0.1)
+    before, after = checkpoint.load(first.model)["state_dict"], checkpoint.load(frozen.model)["state_dict"]
+    params = dict(checkpoint.load_model(frozen.model)[0].named_parameters())
+    assert set(k for k in params if not k.startswith("head.2.")) and "head.2.weight" in params
+    for key in params:
+        if key.startswith("head.2."):
+            assert not torch.equal(before[key], after[key]), key  # the head trained
+        else:
+            assert torch.equal(before[key], after[key]), key  # every other parameter stayed
+
+
+def wrong_conv():
+    from thesislab.train import models
+
+    state = models.build("signnet", 11, 16, 0.5).state_dict()
+    return {**state, "features.0.weight": torch.zeros(16, 3, 5, 5)}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: None, r"weights: .*missing.pt: no such file"),
+    (lambda d: (d / "missing.pt").write_bytes(b"not a zip"), r"missing.pt: not a state_dict torch can load safely"),
+    (lambda d: torch.save([1, 2], d / "missing.pt"), r"missing.pt: not a state_dict \(a mapping"),
+    (lambda d: torch.save({"features.0.weight": torch.zeros(3)}, d / "missing.pt"),
+     r"missing.pt does not fit this model: it lacks 'features.1.weight'"),
+    (lambda d: torch.save({**wrong_conv(), "extra.bias": torch.zeros(1)}, d / "missing.pt"),
+     r"missing.pt does not fit this model: it has 'extra.bias', which the model lacks"),
+    (lambda d: torch.save(wrong_conv(), d / "missing.pt"),
+     r"missing.pt does not fit this model: 'features.0.weight' is \(16, 3, 5, 5\) there, \(16, 3, 3, 3\) here"),
+])
+def test_bad_weights_files_are_one_line_naming_the_file_and_key(tmp_path, make, message):
+    from thesislab.train import assemble
+
+    make(tmp_path)
+    with pytest.raises(UserError, match=message):
+        assemble.build_model(tiny_config(weights=str(tmp_path / "missing.pt")), 11, 0, tmp_path, lambda *a: None)
+
+
+def test_weights_outside_the_weights_folder_and_freeze_alone_are_refused(tmp_path):
+    from thesislab.train import assemble
+
+    with pytest.raises(UserError, match=r"weights: /etc/passwd.pth is outside .*where DVC watches weights"):
+        assemble.build_model(tiny_config(weights="/etc/passwd.pth"), 11, 0, tmp_path, lambda *a: None)
+    with pytest.raises(UserError, match=r"^params.yaml: freeze: backbone needs weights"):
+        tiny_config(freeze="backbone")
+
+
+def test_named_weights_out_of_reach_are_one_line(monkeypatch):
+    import urllib.error
+
+    from thesislab.train import transfer
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(UserError, match=r"weights: IMAGENET1K_V1 for resnet18 must be downloaded from https://.*"
+                                        r"which this machine cannot reach"):
+        transfer.named_weights("resnet18", "IMAGENET1K_V1")
+    with pytest.raises(UserError, match=r"resnet18 has no weights named 'IMAGENET9K' \(it has: IMAGENET1K_V1, DEFAULT"):
+        transfer.named_weights("resnet18", "IMAGENET9K")
+    with pytest.raises(UserError, match=r"only torchvision models have; signnet is this project's net"):
+        transfer.named_weights("signnet", "DEFAULT")
+
+
+def test_a_torchvision_model_trains_by_name(tiny_data, tmp_path):
+    summary, paths = run(tiny_data, tmp_path, model="resnet18", epochs=1)
+    net, meta = checkpoint.load_model(paths.model)
+    assert summary["model"] == "resnet18" and net(torch.zeros(2, 3, 16, 16)).shape == (2, 11)

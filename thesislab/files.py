@@ -6,8 +6,8 @@ names inside those folders, and what each file holds, are defined below and nowh
     path lists  <pathlist>/train.txt, test.txt   written by pathlist; read by stats, train, predict
                 <pathlist>/classes.txt
     stats       stats.json                       written by stats; read by train
-    a run       <run>/metrics.json               written by train@<schedule>-<seed>; read by compare
-                <run>/epochs.csv
+    a run       <run>/metrics.json               written by train@<schedule>-<seed> (through DVCLive);
+                <run>/plots/metrics/<column>.tsv    read by compare
                 <run>/predictions.csv
 """
 
@@ -119,9 +119,10 @@ def read_normalization(path) -> dict:
 
 # --- a training run's folder ----------------------------------------------------------------------------------
 
-METRICS, EPOCHS, PREDICTIONS = "metrics.json", "epochs.csv", "predictions.csv"
-# One row per epoch. `lr` is the rate the epoch trained at; accuracies are percent; empty cells are undefined
-# (no validation split when monitor is test).
+# DVCLive's layout: a summary, and one `step<TAB>value` file per per-epoch column (step is the epoch).
+METRICS, EPOCHS, PREDICTIONS = "metrics.json", "plots/metrics", "predictions.csv"
+# The per-epoch columns. `lr` is the rate the epoch trained at; accuracies are percent; a value that is
+# undefined (no validation split, NaN after divergence) has no line, and reads as None.
 EPOCH_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds")
 TIMING_KEYS = ("train_seconds", "images_per_second", "seconds")  # differ between identical runs
 
@@ -136,7 +137,7 @@ class Run:
     """What one finished training run left in its folder."""
 
     name: str
-    rows: list  # epochs.csv, one dict per epoch (None for empty cells)
+    rows: list  # one dict per epoch, EPOCH_COLUMNS (None for undefined values)
     summary: dict  # metrics.json
     folder: Path
 
@@ -145,32 +146,18 @@ class Run:
         return self.folder / PREDICTIONS
 
 
-def write_epochs(folder, rows):
-    buf = _io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(EPOCH_COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in EPOCH_COLUMNS])
-    io.write_text(Path(folder) / EPOCHS, buf.getvalue())
-
-
-def _cell(v):
-    if v is None:
-        return ""
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
-
-
-def read_epochs(folder) -> list:
-    with open(Path(folder) / EPOCHS, newline="") as f:
-        return parse_epochs(f)
-
-
-def parse_epochs(text_file) -> list:
-    return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(text_file)]
-
-
-def write_summary(folder, summary: dict):
-    io.write_json(Path(folder) / METRICS, summary)
+def read_epochs(folder, read_text=None) -> list:
+    """The per-epoch rows of a run folder (read_text(relative path) reads from elsewhere, e.g. git)."""
+    read_text = read_text or (lambda rel: (Path(folder) / rel).read_text())
+    by_epoch = {}
+    for column in EPOCH_COLUMNS[1:]:
+        try:
+            text = read_text(f"{EPOCHS}/{column}.tsv")
+        except FileNotFoundError:
+            continue  # never logged: undefined in every epoch
+        for row in csv.DictReader(_io.StringIO(text), delimiter="\t"):
+            by_epoch.setdefault(int(row["step"]), {})[column] = float(row[column])
+    return [{"epoch": e, **{c: by_epoch[e].get(c) for c in EPOCH_COLUMNS[1:]}} for e in sorted(by_epoch)]
 
 
 def write_predictions(folder, labels, predictions, classes):
@@ -190,8 +177,8 @@ def read_predictions(path) -> list:
 def read_run(runs_dir, name) -> Run:
     folder = Path(runs_dir) / name
     try:
-        rows = read_epochs(folder)
         summary = json.loads((folder / METRICS).read_text())
+        rows = read_epochs(folder)
     except (OSError, ValueError) as err:
         raise UserError(f"{folder}: missing or unreadable training outputs ({err}); run train@{name} first") from None
     return Run(name, rows, summary, folder)

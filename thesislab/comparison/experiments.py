@@ -8,7 +8,6 @@ Each experiment's runs are read from git (the run folders are kept in git), at t
 a DVC experiment name, a commit, branch or tag, or `workspace` for the files on disk.
 """
 
-import io as _io
 import json
 import shlex
 import subprocess
@@ -32,21 +31,27 @@ class Revision:
         self.sha = None if name == WORKSPACE else resolve(name, self.root)
 
     def read(self, path) -> str:
+        """The file's text; FileNotFoundError if it has none there."""
         if self.sha is None:
-            try:
-                return (self.root / path).read_text()
-            except OSError:
-                raise UserError(f"{self.name}: no {path} in the workspace") from None
+            return (self.root / path).read_text()
         out = subprocess.run(["git", "show", f"{self.sha}:{path}"], cwd=self.root, capture_output=True, text=True)
         if out.returncode != 0:
-            raise UserError(f"{self.name}: no {path} at {self.sha[:7]} (has its pipeline run?)")
+            raise FileNotFoundError(path)
         return out.stdout
+
+    def must_read(self, path) -> str:
+        try:
+            return self.read(path)
+        except FileNotFoundError:
+            where = "in the workspace" if self.sha is None else f"at {self.sha[:7]}"
+            raise UserError(f"{self.name}: no {path} {where} (has its pipeline run?)") from None
 
 
 def resolve(name, root) -> str:
     """The commit of a DVC experiment name, or of any git revision."""
     git = ["git", "-C", str(root)]
-    out = subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], capture_output=True, text=True)
+    out = subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"], capture_output=True,
+                         text=True)
     if out.returncode == 0:
         return out.stdout.strip()
     refs = subprocess.run([*git, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
@@ -62,7 +67,7 @@ def resolve(name, root) -> str:
 def runs_folder(rev: Revision) -> str:
     """Where the compare stage reads runs from, as dvc.yaml says (a path is written once, there)."""
     try:
-        cmd = yaml.safe_load(rev.read("dvc.yaml"))["stages"]["compare"]["cmd"]
+        cmd = yaml.safe_load(rev.must_read("dvc.yaml"))["stages"]["compare"]["cmd"]
         args = shlex.split(cmd)
         return args[args.index("--runs") + 1]
     except (KeyError, ValueError, IndexError, TypeError):
@@ -70,7 +75,7 @@ def runs_folder(rev: Revision) -> str:
 
 
 def _params(rev):
-    return config.from_dict(yaml.load(rev.read("params.yaml"), Loader=config.Yaml12Loader))
+    return config.from_dict(yaml.load(rev.must_read("params.yaml"), Loader=config.Yaml12Loader))
 
 
 def load(rev: Revision, target_acc):
@@ -83,8 +88,8 @@ def load(rev: Revision, target_acc):
         arms[schedule] = {}
         for seed in cfg.seeds:
             name = files.run_name(schedule, seed)
-            summary = json.loads(rev.read(f"{folder}/{name}/{files.METRICS}"))
-            rows = files.parse_epochs(_io.StringIO(rev.read(f"{folder}/{name}/{files.EPOCHS}")))
+            summary = json.loads(rev.must_read(f"{folder}/{name}/{files.METRICS}"))
+            rows = files.read_epochs(None, read_text=lambda rel, run=name: rev.read(f"{folder}/{run}/{rel}"))
             arms[schedule][seed] = cmp.run_numbers(files.Run(name, rows, summary, Path(folder) / name), settings)
     return cfg, arms
 

@@ -82,8 +82,8 @@ def _read_batch(path, num_classes):
     if data.dtype != np.uint8:
         # Pixels must be bytes: a value like 300 or -1 would wrap around silently if simply cast.
         if data.dtype.kind not in "iu" or data.size and (data.min() < 0 or data.max() > 255):
-            raise UserError(f"{path}: pixel values must be integers in 0..255 (found {data.dtype} data"
-                            f"{f' from {data.min()} to {data.max()}' if data.dtype.kind in 'iuf' and data.size else ''})")
+            found = f" from {data.min()} to {data.max()}" if data.dtype.kind in "iuf" and data.size else ""
+            raise UserError(f"{path}: pixel values must be integers in 0..255 (found {data.dtype} data{found})")
         data = data.astype(np.uint8)
     if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != len(labels):
         raise UserError(f"{path}: expected N x 3072 pixels and N labels, got {data.shape} and {len(labels)}")

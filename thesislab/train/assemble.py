@@ -16,7 +16,7 @@ import torch
 from thesislab import files
 from thesislab.data.dataset import PathListDataset
 from thesislab.errors import UserError
-from thesislab.train import checkpoint, models, schedules
+from thesislab.train import checkpoint, models, schedules, transfer
 from thesislab.train.batches import Batches, Split
 from thesislab.train.trainer import Trainer
 
@@ -30,8 +30,10 @@ class RunPaths:
     stats: Path  # stats.json
     cache: Path  # decoded-image cache folder
     model: Path  # the model file to write
+    weights: Path  # the folder a `weights` file must lie in
     checkpoint: Path  # this run's checkpoint file, kept only while the run is unfinished
     run: Path  # this run's output folder (files.py names what is inside)
+    live: Path  # DVCLive's folder for the run training now (dvc exp show reads it while it trains)
 
 
 @dataclass
@@ -55,7 +57,8 @@ def load_data(paths, *, image_size, normalize, monitor, val_fraction, seed, devi
         train_idx, val_idx = stratified_split(labels, val_fraction, seed, classes)
         val = to_split(images[val_idx], labels[val_idx], device)
         images, labels = images[train_idx], labels[train_idx]
-    return Data(classes=classes, train=to_split(images, labels, device), val=val, test=to_split(*arrays["test"], device),
+    return Data(classes=classes, train=to_split(images, labels, device), val=val,
+                test=to_split(*arrays["test"], device),
                 normalization=files.read_normalization(paths.stats) if normalize else None)
 
 
@@ -82,15 +85,36 @@ def to_split(images, labels, device):
     return Split(x.to(device), torch.from_numpy(labels).to(device))
 
 
-def data_files(paths) -> list:
-    """The input files a run's numbers depend on (the images are pinned by the path lists and the cache key)."""
-    return [files.pathlist_file(paths.pathlist, s) for s in files.SPLITS] + [paths.pathlist / files.CLASSES,
-                                                                             paths.stats]
+def data_files(paths, weights=None) -> list:
+    """The input files a run's numbers depend on (the images are pinned by the path lists and the cache key),
+    the starting weights among them."""
+    found = [files.pathlist_file(paths.pathlist, s) for s in files.SPLITS] + [paths.pathlist / files.CLASSES,
+                                                                              paths.stats]
+    if weights and transfer.is_file_name(weights):
+        found.append(transfer.weights_file(weights, paths.weights))
+    return found
 
 
-def build_trainer(cfg, schedule, seed, data, rt) -> Trainer:
-    torch.manual_seed(seed)  # the initial weights
-    model = models.build(cfg.model, len(data.classes), cfg.image_size, cfg.dropout).to(rt.device)
+def build_model(cfg, num_classes, seed, weights_dir, say=print):
+    """The model with its initial weights: random from the seed, then any starting weights, then frozen."""
+    torch.manual_seed(seed)
+    model = models.build(cfg.model, num_classes, cfg.image_size, cfg.dropout)
+    if cfg.weights:
+        if transfer.is_file_name(cfg.weights):
+            source = transfer.weights_file(cfg.weights, weights_dir)
+            state = transfer.read_state_dict(source)
+        else:
+            source, state = cfg.weights, transfer.named_weights(cfg.model, cfg.weights)
+        replaced = transfer.load_into(model, state, source)
+        say(f"weights from {cfg.weights}" + (f"; new head for {num_classes} classes: {', '.join(replaced)}"
+                                              if replaced else ""))
+    if cfg.freeze == "backbone":
+        transfer.freeze_backbone(model)
+    return model
+
+
+def build_trainer(cfg, schedule, seed, data, rt, weights_dir=None, say=print) -> Trainer:
+    model = build_model(cfg, len(data.classes), seed, weights_dir, say).to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     _check_batch_size(model, cfg.batch_size, rt.world)
@@ -117,9 +141,11 @@ def _check_batch_size(model, batch_size, world):
 
 
 def make_optimizer(model, cfg, rt):
-    # Fused SGD on CUDA: one kernel for all parameters; foreach (a few kernels) elsewhere.
+    # Fused SGD on CUDA: one kernel for all parameters; foreach (a few kernels) elsewhere. Frozen parameters
+    # are not the optimizer's (weight decay would still move them).
     kwargs = {"fused": True} if rt.cuda else {"foreach": True}
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            **kwargs)
 
 

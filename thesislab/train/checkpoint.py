@@ -110,7 +110,7 @@ def save_model(path, model, *, name, classes, image_size, dropout, normalization
 def load_model(path, device="cpu"):
     """Rebuild a trained model from models/<schedule>.pt: returns (model in eval mode, its metadata)."""
     meta = load(path)
-    if meta.get("format") != MODEL_FORMAT or meta.get("model") not in models.REGISTRY:
+    if meta.get("format") != MODEL_FORMAT or not isinstance(meta.get("model"), str):
         raise UserError(f"{path}: not a model file made by this pipeline")
     model = models.build(meta["model"], len(meta["classes"]), meta["image_size"], meta["dropout"])
     try:

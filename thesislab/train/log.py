@@ -1,15 +1,23 @@
-"""What a run records: a row per epoch, and the summary of those rows. Each summary number is defined here once."""
+"""What a run records: a row per epoch, and the summary of those rows. Each summary number is defined here once.
+
+EpochLog keeps the rows (for the checkpoint and the summary); LiveLog, beside it, also sends every epoch
+through DVCLive into the live folder (metrics/live), which `dvc exp show` and the VS Code extension read
+while the run trains. When the run ends, that folder (DVCLive's summary and per-epoch files) becomes the
+run's folder, with the test predictions beside it.
+"""
 
 import math
+import shutil
+from pathlib import Path
 
 from thesislab import files, io
 
 
 class EpochLog:
-    """The rows of one run, in memory; the run's folder is written whole when the run ends (see run.py)."""
-
     def __init__(self, rows=()):
-        self.rows = list(rows)
+        self.rows = []
+        for row in rows:  # a resumed run's epochs
+            self.append(row)
 
     @property
     def epochs_done(self):
@@ -18,16 +26,47 @@ class EpochLog:
     def log(self, epoch, lr, train, scores, seconds):
         """One epoch: the LR it trained at, its training loss/accuracy, and each split's scores."""
         val, test = scores.get("val") or {}, scores["test"]
-        row = {
+        return self.append({
             "epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_acc": train["acc"],
             "val_loss": val.get("loss"), "val_acc": val.get("acc"), "test_loss": test["loss"], "test_acc": test["acc"],
             "seconds": seconds, "train_seconds": train["seconds"], "images": train["images"],
-        }
+        })
+
+    def append(self, row):
         self.rows.append(row)
         return row
 
     def summary(self, stop_reason, **identity) -> dict:
         return summarize(self.rows, stop_reason, **identity)
+
+
+class LiveLog(EpochLog):
+    """An EpochLog that also logs each epoch with DVCLive (step = epoch). The live folder is emptied when a
+    run starts and a resumed run's epochs are logged again first, so it holds every epoch exactly once."""
+
+    def __init__(self, folder, name, rows=()):
+        from dvclive import Live  # imports DVC: only the process that writes pays for it
+
+        # dvcyaml=False: dvc.yaml declares what to show; no report, no experiment of DVCLive's own.
+        self.live = Live(str(folder), resume=False, report=None, save_dvc_exp=False, dvcyaml=False)
+        self.name = name
+        super().__init__(rows)
+
+    def append(self, row):
+        super().append(row)
+        self.live.step = int(row["epoch"])
+        self.live.summary["run"] = self.name
+        for column in files.EPOCH_COLUMNS[1:]:
+            if _finite(row[column]):  # an undefined value has no line (NaN would be written as text)
+                self.live.log_metric(column, row[column])
+        self.live.next_step()
+        return row
+
+    def finish(self, summary):
+        """The run's summary becomes DVCLive's metrics.json (step: the last epoch)."""
+        self.live.step = self.epochs_done
+        self.live.summary = dict(summary)
+        self.live.make_summary()
 
 
 def lr_cut_epochs(rows) -> list:
@@ -75,10 +114,11 @@ def _number(v):
     return round(v, 4) if _finite(v) else None
 
 
-def write_run(folder, rows, summary, labels, predictions, classes):
-    """What a finished run leaves: its folder, replaced whole, so that it never holds one run's summary beside
-    another run's log (a run that fails leaves the previous run's folder as it was)."""
+def write_run(folder, live_folder, labels, predictions, classes):
+    """What a finished run leaves: the live folder's DVCLive files and the test predictions, as the run's folder,
+    replaced whole, so that it never holds one run's summary beside another's log (and a run that fails
+    leaves the previous run's folder as it was)."""
     with io.atomic_dir(folder) as tmp:
-        files.write_epochs(tmp, rows)
+        shutil.copy2(Path(live_folder) / files.METRICS, tmp / files.METRICS)
+        shutil.copytree(Path(live_folder) / files.EPOCHS, tmp / files.EPOCHS)
         files.write_predictions(tmp, labels, predictions, classes)
-        files.write_summary(tmp, summary)

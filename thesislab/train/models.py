@@ -1,7 +1,12 @@
-"""The model registry: the thesis's VGG16, a small net for the speed signs, and the tutorials' nets.
+"""The model registry: the thesis's VGG16, a small net for the speed signs, the tutorials' nets, and every
+torchvision classification model by its torchvision name.
 
-Every builder takes (num_classes, image_size, dropout) and works for any of them and any batch size:
-sizes after the convolutions are worked out at build time, never hard-coded in forward().
+This project's names come first: `vgg16` is the thesis's net; torchvision's VGG16 is `torchvision.vgg16`
+(any torchvision model may be written with that prefix). Every builder takes (num_classes, image_size,
+dropout); this project's nets work for any of them and any batch size (sizes after the convolutions are
+worked out at build time, never hard-coded in forward()). A torchvision model is built untrained with
+num_classes outputs, its own dropout, and checked once at image_size: one that cannot take images that
+small is refused in one line before training starts.
 """
 
 import torch
@@ -125,21 +130,64 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-# The registry: `model` in params.yaml is one of these names. Adding a net is one entry here (and its test).
+# The registry: `model` in params.yaml is one of these names, or a torchvision model's. Adding a net is one
+# entry here (and its test).
 REGISTRY = {"signnet": SignNet, "vgg16": VGG16, "simple_v3": SimpleV3, "lenet": LeNet, "mlp": MLP}
+TORCHVISION = "torchvision."  # the prefix that names torchvision's model when this project has one of that name
+# torchvision builders that return extra outputs while training unless told not to.
+TORCHVISION_OPTIONS = {"googlenet": {"aux_logits": False, "init_weights": True},
+                       "inception_v3": {"aux_logits": False, "init_weights": True}}
+
+
+def torchvision_name(name):
+    """The torchvision model `name` means, or None if it is one of this project's nets."""
+    if name in REGISTRY:
+        return None
+    import torchvision  # only runs that use a torchvision model pay for importing it
+
+    plain = name.removeprefix(TORCHVISION)
+    if plain in torchvision.models.list_models(module=torchvision.models):
+        return plain
+    raise UserError(f"params.yaml: model: {name!r} is neither one of this project's nets ({', '.join(REGISTRY)}) nor a "
+                    "torchvision classification model (see README: The experiment's knobs, for where to list them)")
 
 
 def check_name(name):
-    if name not in REGISTRY:
-        raise UserError(f"params.yaml: model: must be one of: {', '.join(REGISTRY)} (got {name!r})")
+    torchvision_name(name)
 
 
 def build(name, num_classes, image_size, dropout) -> nn.Module:
-    check_name(name)
+    tv = torchvision_name(name)
+    if tv is None:
+        try:
+            return REGISTRY[name](num_classes, image_size, dropout)
+        except ValueError as err:  # a net that cannot run at this image_size says why
+            raise UserError(f"params.yaml: image_size: {err}") from None
+    import torchvision
+
+    model = torchvision.models.get_model(tv, weights=None, num_classes=num_classes, **TORCHVISION_OPTIONS.get(tv, {}))
+    _check_input_size(model, name, image_size)
+    return model
+
+
+def _check_input_size(model, name, image_size):
+    """One forward pass of two blank images: a model whose stem or patching cannot take this size says so now."""
+    model.eval()
     try:
-        return REGISTRY[name](num_classes, image_size, dropout)
-    except ValueError as err:  # a net that cannot run at this image_size says why
-        raise UserError(f"params.yaml: image_size: {err}") from None
+        with torch.no_grad():
+            model(torch.zeros(2, 3, image_size, image_size))
+    except (RuntimeError, ValueError, AssertionError) as err:
+        first = (str(err).strip().splitlines() or [err.__class__.__name__])[0][:160]
+        raise UserError(f"params.yaml: image_size: {name} cannot take {image_size}x{image_size} images ({first}); "
+                        "set image_size to a size it accepts (torchvision's ImageNet models expect 224)") from None
+    finally:
+        model.train()
+
+
+def head_name(model) -> str:
+    """The classifier head: the last Linear layer, which a new class count replaces."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else ""
 
 
 def has_batchnorm(model) -> bool:

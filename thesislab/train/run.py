@@ -9,7 +9,7 @@ import sys
 from thesislab import config, files
 from thesislab.errors import UserError
 from thesislab.train import assemble, checkpoint, models, runtime, schedules
-from thesislab.train.log import EpochLog, write_run
+from thesislab.train.log import EpochLog, LiveLog, write_run
 from thesislab.train.loop import StopRules, fit
 
 
@@ -37,10 +37,11 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     say(f"train@{name}: {cfg.model} on {runtime.describe(rt)}")
     data = assemble.load_data(paths, image_size=cfg.image_size, normalize=cfg.normalize, monitor=cfg.monitor,
                               val_fraction=cfg.val_fraction, seed=seed, device=rt.device, progress=progress)
-    trainer = assemble.build_trainer(cfg, schedule, seed, data, rt)
-    digest = checkpoint.config_digest(cfg, runtime.computation(rt, cfg.engine), assemble.data_files(paths))
+    trainer = assemble.build_trainer(cfg, schedule, seed, data, rt, paths.weights, say)
+    digest = checkpoint.config_digest(cfg, runtime.computation(rt, cfg.engine), assemble.data_files(paths, cfg.weights))
     fingerprint = checkpoint.fingerprint(digest, schedule, seed)
-    log = EpochLog(assemble.resume(trainer, paths.checkpoint, fingerprint, say))
+    rows = assemble.resume(trainer, paths.checkpoint, fingerprint, say)
+    log = LiveLog(paths.live, name, rows) if rt.main else EpochLog(rows)  # under DDP only rank 0 logs
     paths.checkpoint.parent.mkdir(parents=True, exist_ok=True)  # the stage's output, even if never filled
 
     def save_checkpoint(epoch, rows):
@@ -53,18 +54,19 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     summary = log.summary(stop_reason, schedule=schedule, seed=seed, model=cfg.model, device=runtime.describe(rt),
                           config=digest)
     if rt.main:
-        _write_outputs(cfg, data, trainer, log, summary, paths)
+        log.finish(summary)
+        _write_outputs(cfg, data, trainer, paths)
         checkpoint.discard(paths.checkpoint)
         _say_summary(name, summary, say)
     return summary
 
 
-def _write_outputs(cfg, data, trainer, log, summary, paths):
+def _write_outputs(cfg, data, trainer, paths):
     test = assemble.batches(data, data.test, cfg.engine.eval_batch_size, trainer.rt, shard=False)
     predictions = trainer.predict(test)
     checkpoint.save_model(paths.model, trainer.model, name=cfg.model, classes=data.classes,
                           image_size=cfg.image_size, dropout=cfg.dropout, normalization=data.normalization)
-    write_run(paths.run, log.rows, summary, data.test.labels.cpu().tolist(), predictions.tolist(), data.classes)
+    write_run(paths.run, paths.live, data.test.labels.cpu().tolist(), predictions.tolist(), data.classes)
 
 
 def _say_summary(name, s, say):

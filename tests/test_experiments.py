@@ -1,0 +1,93 @@
+"""End-to-end experiments: seeds added as an experiment, two experiments compared, the commands users type.
+
+One tiny project (module scope) runs its baseline, then experiments build on it in order.
+"""
+
+import json
+import sys
+
+import pytest
+from conftest import make_project
+
+pytestmark = pytest.mark.e2e
+
+
+def ran(result):
+    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory):
+    proj = make_project(tmp_path_factory.mktemp("exps") / "proj")
+    proj.dvc("repro")
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "baseline run")
+    return proj
+
+
+def test_adding_seeds_trains_only_the_new_pairs(proj):
+    result = proj.dvc("exp", "run", "-n", "two-seeds", "-S", "seeds=[0,1]")
+    assert ran(result) == ["train@static-1", "train@dynamic-1", "compare"]
+    result = proj.dvc("exp", "run", "-n", "three-seeds", "-S", "seeds=[0,1,2]")
+    assert ran(result) == ["train@static-2", "train@dynamic-2", "compare"]
+    comparison = json.loads(proj.read("metrics/comparison.json"))
+    assert comparison["seeds"] == 3 and comparison["arms"]["dynamic"]["test_acc"]["n"] == 3
+    assert comparison["paired"]["dynamic"]["test_acc"]["n"] == 3
+    assert comparison["paired"]["dynamic"]["verdict_code"] in (-1, 0, 1, 2, 3)
+    # exp show: the comparison and the stats, not a copy of every column per run.
+    shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
+    assert set(shown[0]["data"]["metrics"]) == {"metrics/comparison.json", "metrics/stats.json",
+                                                "metrics/live/metrics.json"}
+    diff = proj.dvc("metrics", "diff", "two-seeds", "three-seeds").stdout
+    assert "arms.dynamic.test_acc.n" in diff
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
+
+
+def test_two_experiments_compared_paired_by_seed(proj):
+    proj.dvc("exp", "run", "-n", "raw", "-S", "normalize=false", "-S", "seeds=[0,1]")
+    out = proj.path / "raw-vs-two.json"
+    result = proj.run(sys.executable, "-m", "thesislab.comparison", "two-seeds", "raw", "--out", str(out))
+    assert result.stdout.startswith("static: ") and "\ndynamic: " in result.stdout
+    both = json.loads(out.read_text())
+    assert set(both) == {"static", "dynamic"}
+    pair = both["static"]["paired"]["raw"]["test_acc"]
+    a = [json.loads(proj.git("show", f"{_sha(proj, 'two-seeds')}:metrics/runs/static-{s}/metrics.json").stdout)
+         for s in (0, 1)]
+    b = [json.loads(proj.git("show", f"{_sha(proj, 'raw')}:metrics/runs/static-{s}/metrics.json").stdout)
+         for s in (0, 1)]
+    assert pair["n"] == 2 and pair["mean"] == pytest.approx(
+        sum(y["test_acc"] - x["test_acc"] for x, y in zip(a, b)) / 2, abs=1e-5)
+    missing = proj.run(sys.executable, "-m", "thesislab.comparison", "two-seeds", "no-such-exp", check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == ("error: no-such-exp: no such experiment, commit or branch "
+                                      "(dvc exp show lists experiments)")
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
+
+
+def _sha(proj, name):
+    refs = proj.git("for-each-ref", "--format=%(objectname) %(refname)", "refs/exps").stdout.split("\n")
+    return next(line.split()[0] for line in refs if line.endswith("/" + name))
+
+
+def test_experiments_as_typed(proj):
+    table = proj.dvc("exp", "show", "--csv").stdout
+    assert "verdict" in table.splitlines()[0] and "two-seeds" in table
+    diff = proj.dvc("metrics", "diff", "--all", "two-seeds", "raw").stdout
+    assert "mean_test_acc" in diff
+    out = proj.path / "dvc_plots"
+    proj.dvc("plots", "diff", "two-seeds", "raw", "-o", str(out))
+    html = (out / "index.html").read_text()
+    assert "two-seeds" in html and "raw" in html and '"schedule"' in html  # the mean-band template's field
+
+
+def test_plots_show_only_the_runs_of_the_current_params(proj):
+    proj.dvc("exp", "run", "-S", "schedules=[dynamic]", "-S", "compare.baseline=dynamic")
+    for quantity in ("test_acc", "lr"):
+        rows = proj.read(f"plots/curves/{quantity}.csv").splitlines()[1:]
+        assert rows and all(r.split(",")[1] == "dynamic" for r in rows)
+    comparison = json.loads(proj.read("metrics/comparison.json"))
+    assert list(comparison["arms"]) == ["dynamic"]
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
