@@ -6,7 +6,9 @@
 For each batch size it times, in one process and interleaved:
   compute   forward + backward + SGD step on one batch already on the device (the ceiling);
   loop      train_one_epoch over uint8 images on the device (gather, augment, normalise, step);
-  pil       (--pil) a DataLoader over per-image PIL transforms, as the tutorials do.
+  pil       (--pil) a DataLoader over per-image PIL transforms, as the tutorials do;
+  streamed  (--streamed) train_one_epoch over the same images streamed from a memory-mapped .npy, as the
+            pipeline does with data over its memory budget.
 and prints images/s, the loop's share of compute-only, and on CUDA the epoch time next to the floor
 (training FLOPs per image, counted from the model, over the GPU's bf16 rate).
 """
@@ -37,6 +39,7 @@ def parse_args():
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats; medians are reported")
     ap.add_argument("--compile", default=None, help="torch.compile mode for both (default: none)")
     ap.add_argument("--pil", action="store_true", help="also time a DataLoader over per-image PIL transforms")
+    ap.add_argument("--streamed", action="store_true", help="also time the loop streaming from a memory map")
     return ap.parse_args()
 
 
@@ -123,31 +126,56 @@ def main():
     print(f"training cost: {flops / 1e9:.3f} GFLOP per image (3x the counted forward pass)")
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=g)
-    split = Split(images.to(rt.device), torch.randint(0, args.classes, (args.images,), generator=g).to(rt.device))
+    labels = torch.randint(0, args.classes, (args.images,), generator=g).to(rt.device)
+    split = Split(images.to(rt.device), labels)
+    streamed = streamed_split(images, labels) if args.streamed else None
+    augment = (2, True) if args.augment else None
     rows = []
     for bs in args.batch_sizes:
-        batches = Batches(split, bs, [0.5] * 3, [0.25] * 3, (2, True) if args.augment else None, rt.channels_last)
+        batches = Batches(split, bs, [0.5] * 3, [0.25] * 3, augment, rt.channels_last)
         steps = max(10, len(batches))
         time_loop(net, opt, rt, batches, seed=0)  # warm-up (and compilation)
-        compute, loop, pil = [], [], []
+        compute, loop, pil, stream = [], [], [], []
         for r in range(args.repeats):
             compute.append(time_compute(net, opt, rt, bs, steps, args))
             loop.append(time_loop(net, opt, rt, batches, seed=r + 1))
             if args.pil:
                 pil.append(time_pil(net, opt, rt, bs, args))
-        rows.append((bs, statistics.median(compute), statistics.median(loop), statistics.median(pil) if pil else None))
+            if streamed is not None:
+                from_map = Batches(streamed, bs, [0.5] * 3, [0.25] * 3, augment, rt.channels_last)
+                stream.append(time_loop(net, opt, rt, from_map, seed=r + 1))
+        rows.append((bs, statistics.median(compute), statistics.median(loop), statistics.median(pil) if pil else None,
+                     statistics.median(stream) if stream else None))
     print_table(rows, flops, rt, args)
+
+
+def streamed_split(images, labels):
+    """The same images in a memory-mapped .npy, read batch by batch as the pipeline streams its cache."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    folder = tempfile.mkdtemp(prefix="throughput-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = f"{folder}/images.npy"
+    np.save(path, images.numpy())
+    return Split(np.load(path, mmap_mode="r"), labels, np.arange(len(labels)))
 
 
 def print_table(rows, flops, rt, args):
     head = f"{'batch':>6} {'compute img/s':>14} {'loop img/s':>11} {'loop/compute':>13}"
     head += f" {'pil img/s':>10} {'pil/compute':>12}" if args.pil else ""
+    head += f" {'streamed img/s':>15} {'streamed/compute':>17}" if args.streamed else ""
     head += f" {'epoch s (50k)':>14} {'floor s':>8} {'x floor':>8}" if rt.cuda else ""
     print(head)
-    for bs, compute, loop, pil in rows:
+    for bs, compute, loop, pil, stream in rows:
         line = f"{bs:>6} {compute:>14,.0f} {loop:>11,.0f} {loop / compute:>12.0%}"
         if args.pil:
             line += f" {pil:>10,.0f} {pil / compute:>11.0%}"
+        if args.streamed:
+            line += f" {stream:>15,.0f} {stream / compute:>16.0%}"
         if rt.cuda:
             epoch_s, floor_s = 50_000 / loop, 50_000 * flops / H100_BF16_FLOPS
             line += f" {epoch_s:>14.3f} {floor_s:>8.3f} {epoch_s / floor_s:>7.1f}x"

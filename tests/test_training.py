@@ -195,13 +195,19 @@ def test_a_finished_run_keeps_no_checkpoint_and_a_rerun_starts_over(tiny_data, t
 
 
 @pytest.mark.parametrize("change", [{"engine": {"eval_batch_size": 5}}, {"checkpoint_every": 2},
-                                    {"engine": {"device": "cpu"}}])
-def test_settings_said_not_to_change_results_do_not(tiny_data, tmp_path, change):
-    """params.yaml and README say eval_batch_size, checkpoint_every and device auto-vs-cpu (on a CPU) change
-    no result: the same accuracies, LR and stop, epoch by epoch; evaluation losses summed over other batch
+                                    {"engine": {"device": "cpu"}}, {"engine": {"resident": False}},
+                                    {"engine": {"resident": False}, "augment": True, "augmentation": {"flip": True}}])
+def test_settings_said_not_to_change_results_do_not(tiny_data, tmp_path, capsys, change):
+    """params.yaml and README say eval_batch_size, checkpoint_every, resident (streaming batches from the
+    memory-mapped cache instead of holding them on the device) and device auto-vs-cpu (on a CPU) change no
+    result: the same accuracies, LR and stop, epoch by epoch; evaluation losses summed over other batch
     sizes agree to float rounding."""
-    base, pb = run(tiny_data, tmp_path / "base", "dynamic", epochs=4, dynamic={"window": 2, "slope": 50.0})
+    same = {k: v for k, v in change.items() if k != "engine"}  # augmentation: on both sides
+    base, pb = run(tiny_data, tmp_path / "base", "dynamic", epochs=4, dynamic={"window": 2, "slope": 50.0}, **same)
+    capsys.readouterr()
     other, po = run(tiny_data, tmp_path / "other", "dynamic", epochs=4, dynamic={"window": 2, "slope": 50.0}, **change)
+    streamed = "data: streamed from the decoded-image cache (engine.resident)" in capsys.readouterr().out
+    assert streamed == (change.get("engine", {}).get("resident") is False)
     assert base["lr_reductions"] == 1  # the schedule acted, on the evaluations being compared
     assert without_timing({**base, "config": None}) == without_timing({**other, "config": None})
     for a, b in zip(log_without_timing(pb), log_without_timing(po)):
@@ -283,43 +289,22 @@ def test_saved_model_reproduces_the_predictions(tiny_data, tmp_path):
     from thesislab.data.dataset import PathListDataset
 
     ds = PathListDataset(tiny_data / "pathlist", "test", tiny_data / "raw", 11, 16)
-    images, _ = ds.to_arrays(progress=False)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(np.array(ds.decoded(tmp_path / "cache", progress=False))).float() / 255
     mean, std = (torch.tensor(meta["normalization"][k]).view(1, 3, 1, 1) for k in ("mean", "std"))
     predicted = net((x - mean) / std).argmax(1).tolist()
     rows = (paths.run / "predictions.csv").read_text().splitlines()[1:]
     assert [meta["classes"].index(r.split(",")[1]) for r in rows] == predicted
 
 
-def test_decoded_images_are_cached_and_invalidated(tiny_data, tmp_path):
-    from thesislab.data.dataset import PathListDataset
-
-    data = tmp_path / "d"
-    shutil.copytree(tiny_data, data)
-    ds = lambda: PathListDataset(data / "pathlist", "train", data / "raw", 11, 16)  # noqa: E731
-    a, _ = ds().to_arrays(tmp_path / "cache", progress=False)
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
-    b, _ = ds().to_arrays(tmp_path / "cache", progress=False)
-    assert (a == b).all()
-    first = data / "raw" / "train" / "020kmh" / "00000.png"
-    import numpy as np
-    from PIL import Image
-
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(first)
-    c, _ = ds().to_arrays(tmp_path / "cache", progress=False)
-    assert c[0].max() == 0 and (c[1:] == a[1:]).all()
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
-
-
-def test_the_chapter_4_dataset_gives_what_the_fast_path_caches(tiny_data):
+def test_the_chapter_4_dataset_gives_what_the_fast_path_caches(tiny_data, tmp_path):
     from thesislab.data.dataset import PathListDataset
 
     ds = PathListDataset(tiny_data / "pathlist", "test", tiny_data / "raw", 11, 16)
-    images, labels = ds.to_arrays(progress=False)
+    images, labels = ds.decoded(tmp_path / "cache", progress=False), ds.labels
     loader = torch.utils.data.DataLoader(ds, batch_size=10)
     x, y = next(iter(loader))
     assert x.shape == (10, 3, 16, 16) and x.dtype == torch.float32
-    assert torch.equal(x, torch.from_numpy(images[:10]).permute(0, 3, 1, 2).float() / 255)
+    assert torch.equal(x, torch.from_numpy(np.array(images[:10])).float() / 255)
     assert y.tolist() == labels[:10].tolist() and len(ds) == 44
 
 
@@ -396,11 +381,12 @@ def test_batches_are_normalised_with_the_stats_file(tiny_data):
     rt = runtime.Runtime(torch.device("cpu"), bf16=False, channels_last=False)
     paths = run_paths(tiny_data, tiny_data / "unused")
     data = assemble.load_data(paths, image_size=16, normalize=True, monitor="test", val_fraction=0.1, seed=0,
-                              device=rt.device, progress=False)
+                              device=rt.device, progress=False, say=lambda *a: None)
     stats = json.loads((tiny_data / "stats.json").read_text())
     x, y, _ = next(assemble.batches(data, data.test, 7, rt).epoch())
-    images, labels = PathListDataset(tiny_data / "pathlist", "test", tiny_data / "raw", 11, 16).to_arrays()
-    raw = torch.from_numpy(images[:7]).permute(0, 3, 1, 2).double() / 255
+    ds = PathListDataset(tiny_data / "pathlist", "test", tiny_data / "raw", 11, 16)
+    images, labels = ds.decoded(tiny_data / "unused" / "cache", progress=False), ds.labels
+    raw = torch.from_numpy(np.array(images[:7])).double() / 255
     mean, std = (torch.tensor(stats[k], dtype=torch.float64).view(1, 3, 1, 1) for k in ("mean", "std"))
     assert torch.allclose(x.double(), (raw - mean) / std, atol=1e-5)
     assert y.tolist() == labels[:7].tolist()

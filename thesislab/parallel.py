@@ -1,7 +1,9 @@
 """Chunked work over a process pool with one progress bar: decoding and drawing images use every core."""
 
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
 
 from tqdm import tqdm
 
@@ -15,7 +17,9 @@ def chunked(items, size):
 
 
 def map_chunks(fn, chunks, *args, desc="", progress=True, workers=None):
-    """Yield fn(chunk, *args) for each chunk, in order, advancing a bar by len(chunk) as each finishes."""
+    """Yield fn(chunk, *args) for each chunk, in order, advancing a bar by len(chunk) as each finishes.
+
+    At most two chunks a worker are in flight, so results never pile up in memory faster than they are used."""
     workers = workers or default_workers()
     total = sum(len(c) for c in chunks)
     with tqdm(total=total, unit="img", desc=desc, disable=None if progress else True) as bar:
@@ -26,8 +30,14 @@ def map_chunks(fn, chunks, *args, desc="", progress=True, workers=None):
                 yield result
             return
         with ProcessPoolExecutor(workers) as pool:
+            todo = iter(chunks)
+            pending = deque((c, pool.submit(fn, c, *args)) for c in islice(todo, 2 * workers))
             try:
-                for chunk, result in zip(chunks, pool.map(fn, chunks, *([a] * len(chunks) for a in args))):
+                while pending:
+                    chunk, future = pending.popleft()
+                    result = future.result()
+                    for following in islice(todo, 1):
+                        pending.append((following, pool.submit(fn, following, *args)))
                     bar.update(len(chunk))
                     yield result
             except BaseException:

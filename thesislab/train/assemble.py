@@ -7,6 +7,7 @@ paired design), and their curves coincide until the first LR change.
 """
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,21 +46,68 @@ class Data:
     normalization: dict  # {"mean", "std"} or None
 
 
-def load_data(paths, *, image_size, normalize, monitor, val_fraction, seed, device, progress=True) -> Data:
+def load_data(paths, *, image_size, normalize, monitor, val_fraction, seed, device, resident="auto",
+              progress=True, say=print) -> Data:
+    """The splits, each an index into the memory-mapped cache of decoded images: copied to the device if they fit
+    the memory budget (`resident`), else streamed batch by batch. Never more than one copy of an image."""
     classes = files.read_classes(paths.pathlist)
-    arrays = {}
+    images, labels = {}, {}
     for split in files.SPLITS:
         ds = PathListDataset(paths.pathlist, split, paths.root, len(classes), image_size)
-        arrays[split] = ds.to_arrays(paths.cache, progress=progress)
-    images, labels = arrays["train"]
-    val = None
+        images[split], labels[split] = ds.decoded(paths.cache, progress=progress, say=say), ds.labels
+    train_rows, val_rows = np.arange(len(labels["train"])), None
     if monitor == "val":
-        train_idx, val_idx = stratified_split(labels, val_fraction, seed, classes)
-        val = to_split(images[val_idx], labels[val_idx], device)
-        images, labels = images[train_idx], labels[train_idx]
-    return Data(classes=classes, train=to_split(images, labels, device), val=val,
-                test=to_split(*arrays["test"], device),
+        train_rows, val_rows = stratified_split(labels["train"], val_fraction, seed, classes)
+    keep = residence(resident, images["train"].nbytes + images["test"].nbytes, device, say)
+
+    def split(name, rows):
+        return to_split(images[name], rows, labels[name], device, keep)
+
+    return Data(classes=classes, train=split("train", train_rows),
+                val=split("train", val_rows) if val_rows is not None else None,
+                test=split("test", np.arange(len(labels["test"]))),
                 normalization=files.read_normalization(paths.stats) if normalize else None)
+
+
+RESIDENT_SHARE = {"cuda": 0.5, "cpu": 0.25}  # of free GPU memory / of available RAM (MPS shares RAM: as cpu)
+COPY_ROWS = 4096  # images copied to the device at a time, so the host never holds a second whole copy
+
+
+def residence(setting, nbytes, device, say=print) -> bool:
+    """Whether the images go to the device (True) or are streamed from the cache: engine.resident, where
+    `auto` keeps them resident when they fit RESIDENT_SHARE of the device's free memory."""
+    if setting is not True and setting is not False:
+        budget = memory_budget(device)
+        setting = nbytes <= budget
+        why = f"{_size(nbytes)} of images, budget {_size(budget)}: {_budget_text(device)}"
+    else:
+        why = "engine.resident"
+    say(f"data: {'resident on ' + device.type if setting else 'streamed from the decoded-image cache'} ({why})")
+    return setting
+
+
+def memory_budget(device) -> int:
+    if device.type == "cuda":
+        return int(RESIDENT_SHARE["cuda"] * torch.cuda.mem_get_info(device)[0])
+    return int(RESIDENT_SHARE["cpu"] * available_ram())
+
+
+def available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):  # not Linux: the machine's total, as the best guess there is
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _budget_text(device):
+    share = RESIDENT_SHARE["cuda" if device.type == "cuda" else "cpu"]
+    return f"{share:.0%} of {'free GPU memory' if device.type == 'cuda' else 'available RAM'}"
+
+
+def _size(n):
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def stratified_split(labels, fraction, seed, classes):
@@ -79,10 +127,15 @@ def stratified_split(labels, fraction, seed, classes):
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
-def to_split(images, labels, device):
-    # (N, H, W, 3) -> (N, 3, H, W): the layout convolutions read; still uint8, a quarter of float32.
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
-    return Split(x.to(device), torch.from_numpy(labels).to(device))
+def to_split(images, rows, labels, device, resident) -> Split:
+    """The split of `images` (the memory map) at `rows` (sorted): a copy on the device, or the map itself."""
+    y = torch.from_numpy(labels[rows]).to(device)
+    if not resident:
+        return Split(images, y, rows)
+    x = torch.empty((len(rows), *images.shape[1:]), dtype=torch.uint8, device=device)
+    for start in range(0, len(rows), COPY_ROWS):
+        x[start:start + COPY_ROWS] = torch.from_numpy(images[rows[start:start + COPY_ROWS]]).to(device)
+    return Split(x, y)
 
 
 def data_files(paths, weights=None) -> list:

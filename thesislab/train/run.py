@@ -36,7 +36,8 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     name = files.run_name(schedule, seed)
     say(f"train@{name}: {cfg.model} on {runtime.describe(rt)}")
     data = assemble.load_data(paths, image_size=cfg.image_size, normalize=cfg.normalize, monitor=cfg.monitor,
-                              val_fraction=cfg.val_fraction, seed=seed, device=rt.device, progress=progress)
+                              val_fraction=cfg.val_fraction, seed=seed, device=rt.device,
+                              resident=cfg.engine.resident, progress=progress, say=say)
     trainer = assemble.build_trainer(cfg, schedule, seed, data, rt, paths.weights, say)
     digest = checkpoint.config_digest(cfg, runtime.computation(rt, cfg.engine), assemble.data_files(paths, cfg.weights))
     fingerprint = checkpoint.fingerprint(digest, schedule, seed)
