@@ -122,20 +122,19 @@ def test_a_relative_source_is_relative_to_the_project_root(tmp_path, monkeypatch
 
 def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path, monkeypatch):
     import errno
-    import shutil
 
     src = make_image_folder(tmp_path / "src")
     raw = tmp_path / "data" / "raw"
-    real_copy = shutil.copyfile
+    real_link = os.link
     calls = {"n": 0}
 
     def fills_up(a, b, *args, **kw):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device", str(b))
-        return real_copy(a, b, *args, **kw)
+        return real_link(a, b, *args, **kw)
 
-    monkeypatch.setattr(shutil, "copyfile", fills_up)
+    monkeypatch.setattr(os, "link", fills_up)
     with pytest.raises(UserError, match=r"^no space left on .*data/raw \(writing folder\); nothing was half-written$"):
         make_dataset(tiny_config(dataset="folder", source=str(src)), raw / "folder", tmp_path / "s.png", tmp_path,
                      progress=False)
@@ -181,6 +180,21 @@ def test_archive_symlink_outside_is_refused(tmp_path):
         tar.addfile(info)
     with pytest.raises(UserError, match="refused"):
         archives.extract(archive, tmp_path / "dest")
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_folder_import_links_or_copies_every_image(tmp_path, monkeypatch, links):
+    import errno
+
+    src = make_image_folder(tmp_path / "src")
+    if not links:  # as across filesystems
+        monkeypatch.setattr(os, "link", lambda a, b: (_ for _ in ()).throw(OSError(errno.EXDEV, "cross-device")))
+    found = folder.import_folder(src, tmp_path / "out", tmp_path / "work", progress=False)
+    for split in ("train", "test"):
+        for rel, _ in found.files[split]:
+            a, b = src / rel, tmp_path / "out" / rel
+            assert a.read_bytes() == b.read_bytes()
+            assert os.path.samefile(a, b) == links
 
 
 def test_folder_import_copies_every_image(tmp_path):

@@ -2,12 +2,18 @@
 test/<class>/ inside, in any format and size Pillow reads.
 
 Everything is checked before anything is copied: the layout (see layout.scan) and every file decoded in
-full, so an unreadable file is reported by path. The files are then copied byte for byte; resizing to
-image_size happens when images are read for stats and training.
+full, so an unreadable file is reported by path. The files are then hard-linked into the dataset folder where
+the filesystem allows (no second copy of your images, and DVC's hashes of the source serve the copy too),
+else copied byte for byte; resizing to image_size happens when images are read for stats and training.
+A linked file is your file: edit images in data/sources/, never in data/raw/ (DVC then imports again).
 """
 
+import errno
+import os
 import shutil
 from pathlib import Path
+
+from tqdm import tqdm
 
 from thesislab.data import archives, layout
 from thesislab.data.images import load_rgb
@@ -23,11 +29,25 @@ def import_folder(source, out_dir, work_dir, progress=True):
     for _ in map_chunks(_check_decodes, chunked([str(root / rel) for rel in files], 256), desc="checking images",
                         progress=progress):
         pass
-    for rel in files:
-        dest = Path(out_dir) / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / rel, dest)  # follows in-root symlinks, copies their content
+    for folder in {Path(out_dir) / rel for rel in (str(Path(f).parent) for f in files)}:
+        folder.mkdir(parents=True, exist_ok=True)
+    for rel in tqdm(files, desc="linking images", unit="img", disable=None if progress else True):
+        place(os.path.realpath(root / rel), Path(out_dir) / rel)  # an in-root symlink: its target's content
     return found
+
+
+# Why a hard link can be impossible: another filesystem, no link support, a file's link limit, permissions.
+LINK_IMPOSSIBLE = (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EACCES)
+
+
+def place(src, dest):
+    """Hard-link src at dest, or copy it where a link is impossible."""
+    try:
+        os.link(src, dest)
+    except OSError as err:
+        if err.errno not in LINK_IMPOSSIBLE:
+            raise
+        shutil.copyfile(src, dest)
 
 
 def _unpack(source, work_dir):
