@@ -168,3 +168,41 @@ def test_compare_stage_names_a_missing_run(tmp_path):
     write_run(tmp_path / "runs", "static", 0, [80, 90], [0.1] * 2)
     r = compare_stage(tmp_path, [0])
     assert r.returncode == 2 and "run train@dynamic-0 first" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_comparison_json_has_exactly_the_documented_layout():
+    """README documents these keys: a renamed key would break users' `dvc metrics diff` and scripts."""
+    result = cmp.compare(arms([95.0, 95.2, 94.8], [96.0, 96.1, 95.9]), SETTINGS)
+    assert list(result) == ["verdict", "seeds", "mean_test_acc", "difference", "arms", "paired", "settings"]
+    assert result["seeds"] == 3 and result["mean_test_acc"] == {"static": 95.0, "dynamic": 96.0}
+    assert list(result["difference"]["dynamic"]) == ["verdict_code", "mean", "ci95_low", "ci95_high", "p_value"]
+    assert result["difference"]["dynamic"]["mean"] == pytest.approx(1.0)
+    assert result["settings"] == {"baseline": "static", "min_effect": 0.5, "target_acc": 90, "monitor": "val",
+                                  "alpha": 0.05, "power": 0.8}
+    assert list(result["arms"]["static"]) == ["test_acc", "best_test_acc", "epochs", "train_seconds",
+                                              "epochs_to_target", "lr_cuts"]
+    assert list(result["paired"]["dynamic"]) == ["test_acc", "epochs_to_target", "verdict_code", "verdict"]
+
+
+def test_a_runs_numbers_come_from_its_summary_and_log():
+    run = fake_run_in_memory(
+        rows=[{"epoch": 1, "lr": 0.1, "val_acc": 80.0, "test_acc": 79.0},
+              {"epoch": 2, "lr": 0.01, "val_acc": 91.0, "test_acc": 90.0}],
+        summary={"test_acc": 90.0, "best_test_acc": 90.5, "epochs": 2, "train_seconds": 3.5})
+    assert cmp.run_numbers(run, SETTINGS) == {"test_acc": 90.0, "best_test_acc": 90.5, "epochs": 2,
+                                               "train_seconds": 3.5, "lr_cuts": 1, "epochs_to_target": 2}
+
+
+def fake_run_in_memory(rows, summary):
+    from thesislab import files
+
+    return files.Run("dynamic-0", rows, summary, None)
+
+
+def test_several_challengers_join_their_verdicts_and_one_is_not_holm_adjusted():
+    one = cmp.compare(arms([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8]), SETTINGS)
+    assert "Holm" not in one["verdict"]
+    a = arms([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8])
+    a["cosine"] = {s: numbers(v) for s, v in enumerate([95.3, 95.0, 95.2, 95.0, 95.4])}
+    two = cmp.compare(a, SETTINGS)
+    assert two["verdict"] == two["paired"]["dynamic"]["verdict"] + "; " + two["paired"]["cosine"]["verdict"]

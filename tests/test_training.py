@@ -519,3 +519,15 @@ def test_a_torchvision_model_trains_by_name(tiny_data, tmp_path):
     summary, paths = run(tiny_data, tmp_path, model="resnet18", epochs=1)
     net, meta = checkpoint.load_model(paths.model)
     assert summary["model"] == "resnet18" and net(torch.zeros(2, 3, 16, 16)).shape == (2, 11)
+
+
+def test_one_seed_gives_both_schedules_the_same_run_until_the_first_lr_cut(tiny_data, tmp_path):
+    """The paired design: same initial weights, validation split, batches and dropout for every schedule."""
+    over = dict(epochs=4, dynamic={"window": 2, "slope": 50.0})  # the dynamic rule cuts after epoch 2
+    _, static = run(tiny_data, tmp_path / "s", "static", seed=5, **over)
+    _, dynamic = run(tiny_data, tmp_path / "d", "dynamic", seed=5, **over)
+    _, other_seed = run(tiny_data, tmp_path / "o", "static", seed=6, **over)
+    a, b, c = (log_without_timing(p) for p in (static, dynamic, other_seed))
+    assert a[:2] == b[:2]  # the cut changes the LR of epoch 3 on
+    assert a[2]["lr"] == 0.01 and b[2]["lr"] == pytest.approx(0.001) and a[2] != b[2]
+    assert a[0] != c[0]
