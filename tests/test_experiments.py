@@ -91,3 +91,22 @@ def test_plots_show_only_the_runs_of_the_current_params(proj):
     assert list(comparison["arms"]) == ["dynamic"]
     proj.git("checkout", "--", "params.yaml")
     proj.dvc("checkout", "-q", check=False)
+
+
+def test_two_experiments_with_no_seed_in_common_are_one_line(proj):
+    proj.dvc("exp", "run", "-n", "seed-five", "-S", "seeds=[5]", "-S", "epochs=1")
+    result = proj.run(sys.executable, "-m", "thesislab.comparison", "two-seeds", "seed-five", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: two-seeds and seed-five share no seed for static (seeds [0, 1] vs [5]): "
+                                     "nothing to pair")
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
+
+
+def test_a_torchvision_model_by_name_runs_through_dvc(proj):
+    result = proj.dvc("exp", "run", "-n", "resnet", "-S", "model=resnet18")
+    assert "Running stage 'train@static-0'" in result.stdout and "resnet18 on cpu" in result.stdout
+    metrics = json.loads(proj.read("metrics/runs/static-0/metrics.json"))
+    assert metrics["model"] == "resnet18" and metrics["epochs"] == 3
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)

@@ -71,8 +71,10 @@ def test_lr_steps_end_at_the_last_epoch_and_cuts_are_marked(runs):
     fig, ax = plt.subplots()
     figures.draw_lr(ax, runs)
     dyn = [line for line in ax.get_lines() if line.get_color() == figures.COLORS["dynamic"]]
-    assert [list(line.get_xdata()) for line in dyn] == [[1, 2, 3, 4], [1, 2, 3, 4]]
-    assert list(dyn[1].get_ydata()) == [0.1, 0.01, 0.01, 0.001]
+    seeds, mean = [line for line in dyn if line.get_linewidth() < 1], lines_by_label(ax)["dynamic (mean of 2)"]
+    assert [list(line.get_xdata()) for line in seeds] == [[1, 2, 3, 4], [1, 2, 3, 4]]  # the last epoch, not +1
+    assert list(seeds[1].get_ydata()) == [0.1, 0.01, 0.01, 0.001]
+    assert mean.get_drawstyle() == "steps-post" and list(mean.get_ydata()) == pytest.approx([0.1, 0.055, 0.01, 0.0055])
     markers = [c for c in ax.collections if isinstance(c, PathCollection)]
     points = sorted(tuple(p) for c in markers for p in c.get_offsets())
     assert points == sorted([(3, 0.01), (2, 0.01), (4, 0.001)])  # the epochs trained at a lower LR

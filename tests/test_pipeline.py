@@ -147,6 +147,8 @@ def test_sigkill_then_repro_resumes_to_the_same_result(proj):
     assert "resuming from checkpoints/static-0/last.pt" in result.stdout
     assert without_timing(run_metrics(proj, "static-0")) == without_timing(whole)
     assert [without_timing(r) for r in files.read_epochs(proj.path / "metrics/runs/static-0")] == log
+    for tsv in (proj.path / "metrics/runs/static-0/plots/metrics").glob("*.tsv"):  # each epoch once, as DVCLive wrote
+        assert [line.split("\t")[0] for line in tsv.read_text().splitlines()[1:]] == [str(e) for e in range(1, 9)]
     assert not ckpt.exists()
 
     forced = proj.dvc("repro", "-f", "-s", "train@static-0")  # a finished run starts over, it does not resume

@@ -531,3 +531,17 @@ def test_one_seed_gives_both_schedules_the_same_run_until_the_first_lr_cut(tiny_
     assert a[:2] == b[:2]  # the cut changes the LR of epoch 3 on
     assert a[2]["lr"] == 0.01 and b[2]["lr"] == pytest.approx(0.001) and a[2] != b[2]
     assert a[0] != c[0]
+
+
+def test_a_tiny_memory_budget_streams_and_says_why(tiny_data, tmp_path, capsys, monkeypatch):
+    from thesislab.train import assemble
+
+    monkeypatch.setattr(assemble, "CPU_RESIDENT_CAP", 1000)  # bytes: the tiny signs (11 x 16 x 768) do not fit
+    streamed, ps = run(tiny_data, tmp_path / "s", "dynamic", epochs=3, augment=True)
+    out = capsys.readouterr().out
+    assert "data: streamed from the decoded-image cache (" in out and "budget 0 MiB" in out
+    monkeypatch.undo()
+    resident, pr = run(tiny_data, tmp_path / "r", "dynamic", epochs=3, augment=True)
+    assert "data: resident on cpu (" in capsys.readouterr().out
+    assert without_timing({**streamed, "config": 0}) == without_timing({**resident, "config": 0})
+    assert log_without_timing(ps) == log_without_timing(pr)

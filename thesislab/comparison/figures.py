@@ -26,7 +26,9 @@ def color(arm, i):
 
 
 def draw_curves(ax, runs_by_arm, key, title, ylabel, fmt="{:.1f}%", log=False):
-    """Mean +- std band and thin seed lines of one per-epoch quantity, a label at the end of each mean."""
+    """Mean +- std band and thin seed lines of one per-epoch quantity, a label at the end of each mean. The LR
+    is drawn in steps (it holds through an epoch), the rest as lines."""
+    plot = (lambda *a, **k: ax.step(*a, where="post", **k)) if key == "lr" else ax.plot
     ends = []
     for i, (arm, runs) in enumerate(runs_by_arm.items()):
         c = color(arm, i)
@@ -34,10 +36,11 @@ def draw_curves(ax, runs_by_arm, key, title, ylabel, fmt="{:.1f}%", log=False):
         if np.all(np.isnan(values)):
             continue
         for j, end in enumerate(last):
-            ax.plot(epochs[:end], values[j, :end], color=c, lw=0.7, alpha=0.35)
+            plot(epochs[:end], values[j, :end], color=c, lw=0.7, alpha=0.35)
         mean, std = curves.mean_and_std(values)
-        ax.fill_between(epochs, mean - std, mean + std, color=c, alpha=0.18, lw=0)
-        ax.plot(epochs, mean, color=c, lw=2.2, label=f"{arm} (mean of {len(runs)})")
+        low = np.maximum(mean - std, np.nanmin(values, axis=0)) if log else mean - std  # a log axis has no 0
+        ax.fill_between(epochs, low, mean + std, color=c, alpha=0.18, lw=0, step="post" if key == "lr" else None)
+        plot(epochs, mean, color=c, lw=2.2, label=f"{arm} (mean of {len(runs)})")
         ends.append((epochs[-1], mean[-1], fmt.format(mean[-1]), c))
     ax.set(title=title, xlabel="epoch", ylabel=ylabel)
     if not ends:
@@ -72,19 +75,17 @@ def _end_labels(ax, ends, log):
 
 
 def draw_lr(ax, runs_by_arm):
-    """Each seed's LR, stepping at its cuts (marked), ending at the run's last epoch."""
+    """The LR: mean +- std over seeds (log scale), each seed as a thin step line to its last epoch, cuts marked."""
+    draw_curves(ax, runs_by_arm, "lr", "Learning rate (mean +- std over seeds; cuts marked)", "LR", fmt="{:.2g}",
+                log=True)
     for i, (arm, runs) in enumerate(runs_by_arm.items()):
         c = color(arm, i)
         for j, run in enumerate(runs):
-            ep = [int(r["epoch"]) for r in run.rows]
             lr = [r["lr"] for r in run.rows]
-            ax.step(ep, lr, where="post", color=c, lw=2.2 if j == 0 else 0.9, alpha=1 if j == 0 else 0.5,
-                    label=f"{arm}" if j == 0 else None)
             cuts = lr_cut_epochs(run.rows)
             if 0 < len(cuts) <= MAX_CUT_MARKERS:
                 ax.scatter(cuts, [lr[e - 1] for e in cuts], marker="v", s=40, color=c, zorder=3,
                            label=f"{arm}: LR cut" if j == 0 else None)
-    ax.set(title="Learning rate (each seed; cuts marked)", xlabel="epoch", ylabel="LR", yscale="log")
     ax.legend(fontsize=8)
 
 
