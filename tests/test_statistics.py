@@ -83,6 +83,8 @@ def exact_wilcoxon(d):
     [0.0, 0.5, -1.0, 1.5, 2.0],  # a zero difference
     [0.0, 0.0, 0.7, -0.3, 0.7, 0.7, -1.1],
     [0.0, 0.0, 0.3],  # one difference that is not zero: p = 1
+    [1.0, 1.0, 2.0, -1.0, 3.0],  # a tie across signs: scipy's "exact" table says 0.1875, the truth is 0.25
+    [1.0, -1.0, 1.0, -1.0, 2.0, 2.0],
 ])
 def test_wilcoxon_is_the_exact_signed_rank_test(d):
     assert statistics.wilcoxon_p(d) == pytest.approx(exact_wilcoxon(d), abs=1e-12)
