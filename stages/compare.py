@@ -8,23 +8,14 @@ import argparse
 
 from thesislab import config, files, io
 from thesislab.comparison import curves, figures, report
-from thesislab.comparison.compare import Settings, compare, run_numbers
-from thesislab.errors import UserError, stage_main
+from thesislab.comparison.compare import Settings, check_runs, compare, run_numbers
+from thesislab.errors import stage_main
 
 
 def load_runs(runs_dir, schedules, seeds):
     """{schedule: [files.Run per seed]}, checked to be the runs asked for and of one configuration."""
     runs = {s: [files.read_run(runs_dir, files.run_name(s, seed)) for seed in seeds] for s in schedules}
-    digests = set()
-    for schedule, per_seed in runs.items():
-        for seed, run in zip(seeds, per_seed):
-            if (run.summary.get("schedule"), run.summary.get("seed")) != (schedule, seed):
-                raise UserError(f"{run.folder}: holds schedule {run.summary.get('schedule')!r} seed "
-                                f"{run.summary.get('seed')!r}, not {schedule} seed {seed}; rerun train@{run.name}")
-            digests.add(run.summary.get("config"))
-    if len(digests) > 1:
-        raise UserError(f"{runs_dir}: the runs were made with different params or data; "
-                        "`dvc repro` reruns the stale ones")
+    check_runs(runs, seeds, runs_dir)
     return runs
 
 

@@ -15,8 +15,9 @@ SETTINGS = cmp.Settings(baseline="static", min_effect=0.5, target_acc=90, monito
 
 
 def numbers(test_acc, lr_cuts=1, epochs_to_target=10):
+    lrs = [0.1] * (30 - lr_cuts) + [0.1 * 0.1 ** (k + 1) for k in range(lr_cuts)]  # the cuts in the last epochs
     return {"test_acc": test_acc, "best_test_acc": test_acc + 0.5, "epochs": 30, "train_seconds": 30.0,
-            "lr_cuts": lr_cuts, "epochs_to_target": epochs_to_target}
+            "lr_cuts": lr_cuts, "epochs_to_target": epochs_to_target, "lrs": lrs}
 
 
 def arms(static, dynamic, cuts=1):
@@ -68,6 +69,25 @@ def test_a_schedule_that_never_cut_its_lr_is_said_so_not_tested():
     assert code == cmp.NO_VERDICT
     assert "dynamic never changed its LR before the runs stopped (0 LR cuts in 3 seeds)" in text
     assert result["paired"]["dynamic"]["test_acc"]["p_value"] is None
+
+
+def test_the_same_lr_with_run_to_run_noise_is_still_not_tested():
+    """On a GPU, two runs of one computation can differ in the last digits: with the LR never changed, that
+    noise is not a difference between schedules, whatever a t-test would say of it."""
+    code, text, result = verdict_of([95.0, 96.0, 94.5, 95.2], [95.1, 96.15, 94.58, 95.31], cuts=0)
+    assert result["paired"]["dynamic"]["test_acc"]["p_value"] < 0.05  # a "significant" +0.1 from noise alone
+    assert code == cmp.NO_VERDICT and "dynamic never changed its LR before the runs stopped" in text
+
+
+def test_identical_accuracies_from_different_lrs_are_untestable_not_same_lr():
+    code, text, _ = verdict_of([95.0, 96.0, 94.5], [95.0, 96.0, 94.5], cuts=1)
+    assert code == cmp.NO_VERDICT and text == "dynamic and static gave identical test accuracy on all 3 seeds: nothing to test"
+
+
+def test_one_schedule_in_two_experiments_is_compared_even_at_the_same_lr():
+    a = arms([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8], cuts=0)  # two experiments' static runs
+    result = cmp.compare(a, cmp.Settings("static", 0.5, 90, "val", 40, arms_are_schedules=False))
+    assert result["paired"]["dynamic"]["verdict_code"] == cmp.BETTER
 
 
 def test_several_challengers_are_holm_adjusted():
@@ -190,7 +210,8 @@ def test_a_runs_numbers_come_from_its_summary_and_log():
               {"epoch": 2, "lr": 0.01, "val_acc": 91.0, "test_acc": 90.0}],
         summary={"test_acc": 90.0, "best_test_acc": 90.5, "epochs": 2, "train_seconds": 3.5})
     assert cmp.run_numbers(run, SETTINGS) == {"test_acc": 90.0, "best_test_acc": 90.5, "epochs": 2,
-                                               "train_seconds": 3.5, "lr_cuts": 1, "epochs_to_target": 2}
+                                               "train_seconds": 3.5, "lr_cuts": 1, "epochs_to_target": 2,
+                                               "lrs": [r["lr"] for r in run.rows]}
 
 
 def fake_run_in_memory(rows, summary):
@@ -206,3 +227,20 @@ def test_several_challengers_join_their_verdicts_and_one_is_not_holm_adjusted():
     a["cosine"] = {s: numbers(v) for s, v in enumerate([95.3, 95.0, 95.2, 95.0, 95.4])}
     two = cmp.compare(a, SETTINGS)
     assert two["verdict"] == two["paired"]["dynamic"]["verdict"] + "; " + two["paired"]["cosine"]["verdict"]
+
+
+def test_two_experiments_share_one_definition_of_each_compared_quantity():
+    """Epochs to the target must mean the same in both experiments: one split, one censoring value."""
+    import dataclasses
+
+    from thesislab import config
+    from thesislab.comparison.experiments import shared_settings
+
+    a = config.Config()
+    b = dataclasses.replace(a, monitor="test", epochs=60, compare=dataclasses.replace(a.compare, target_acc=50.0))
+    s = shared_settings("exp-a", a, b)
+    assert (s.baseline, s.monitor, s.max_epochs, s.target_acc, s.arms_are_schedules) == ("exp-a", "test", 60, 90.0,
+                                                                                          False)
+    assert shared_settings("exp-a", a, a).monitor == "val"
+    never = [{"epoch": e, "val_acc": 10.0, "test_acc": 10.0} for e in (1, 2)]
+    assert cmp.epochs_to_target(never, s) == 61  # the longer experiment's limit + 1, for runs of either

@@ -5,9 +5,11 @@ An arm is a schedule (the compare stage: static vs dynamic) or an experiment (th
 normalize off vs on); either way it is {seed: the run's numbers}.
 """
 
+import math
 from dataclasses import dataclass
 
 from thesislab.comparison import statistics
+from thesislab.errors import UserError
 from thesislab.train.log import lr_cut_epochs
 
 QUANTITIES = ("test_acc", "best_test_acc", "epochs", "train_seconds")  # summarised per arm
@@ -21,6 +23,23 @@ class Settings:
     target_acc: float  # for epochs to reach it on the monitored split
     monitor: str  # "val" or "test"
     max_epochs: int  # a run that never reaches target_acc counts as max_epochs + 1
+    # The arms are schedules of one experiment (the compare stage), not one schedule in two experiments: only then
+    # does "trained at the baseline's LR throughout" mean "the same computation".
+    arms_are_schedules: bool = True
+
+
+def check_runs(runs, seeds, where):
+    """runs: {schedule: [files.Run per seed]}. Refuse a folder holding another run than its name says, or runs of
+    different params, data or code (their summaries' config digests differ): a comparison of one configuration."""
+    digests = set()
+    for schedule, per_seed in runs.items():
+        for seed, run in zip(seeds, per_seed):
+            if (run.summary.get("schedule"), run.summary.get("seed")) != (schedule, seed):
+                raise UserError(f"{run.folder}: holds schedule {run.summary.get('schedule')!r} seed "
+                                f"{run.summary.get('seed')!r}, not {schedule} seed {seed}; rerun train@{run.name}")
+            digests.add(run.summary.get("config"))
+    if len(digests) > 1:
+        raise UserError(f"{where}: the runs were made with different params or data; `dvc repro` reruns the stale ones")
 
 
 def run_numbers(run, settings) -> dict:
@@ -29,7 +48,7 @@ def run_numbers(run, settings) -> dict:
     return {
         "test_acc": s["test_acc"], "best_test_acc": s["best_test_acc"], "epochs": s["epochs"],
         "train_seconds": s["train_seconds"], "lr_cuts": len(lr_cut_epochs(run.rows)),
-        "epochs_to_target": epochs_to_target(run.rows, settings),
+        "epochs_to_target": epochs_to_target(run.rows, settings), "lrs": [r["lr"] for r in run.rows],
     }
 
 
@@ -66,6 +85,14 @@ def compare(arms: dict, settings: Settings) -> dict:
                      "target_acc": settings.target_acc, "monitor": settings.monitor, "alpha": statistics.ALPHA,
                      "power": statistics.POWER},
     }
+
+
+def trained_alike(base, challenger) -> bool:
+    """Whether, on every seed both ran, the challenger trained at the baseline's LR in every epoch both ran
+    (a run may stop an epoch sooner or later): the same schedule in effect."""
+    seeds = [s for s in base if s in challenger]
+    return bool(seeds) and all(
+        all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(base[s]["lrs"], challenger[s]["lrs"])) for s in seeds)
 
 
 def _values(arm, key):
@@ -108,11 +135,14 @@ def verdict(name, baseline, pair, arms, settings, holm=False):
     if n == 1:
         return NO_VERDICT, (f"one seed: no verdict ({name} - {baseline} = {diff:+.2f} points on seed "
                             f"{acc['seeds'][0]}; run more seeds, e.g. -S 'seeds=[0,1,2,3,4]')")
-    if acc["ties"] == n:
-        cuts = sum(_values(arms[name], "lr_cuts"))
-        if cuts == 0:
+    if settings.arms_are_schedules and trained_alike(arms[baseline], arms[name]):
+        # Not keyed on identical accuracies: on a GPU two runs of one computation can differ in the last digits.
+        if sum(_values(arms[name], "lr_cuts")) == 0:
             return NO_VERDICT, (f"{name} never changed its LR before the runs stopped (0 LR cuts in {n} seeds), so it "
                                 f"trained exactly as {baseline}: nothing to compare")
+        return NO_VERDICT, (f"{name} trained at {baseline}'s LR in every epoch of all {n} seeds: the same "
+                            "computation, nothing to compare")
+    if acc["ties"] == n:
         return NO_VERDICT, f"{name} and {baseline} gave identical test accuracy on all {n} seeds: nothing to test"
     if acc["p_value"] is None:
         return NO_VERDICT, f"{name} - {baseline} is {diff:+.2f} points on every one of {n} seeds: no spread to test"

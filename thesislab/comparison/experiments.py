@@ -78,32 +78,40 @@ def _params(rev):
     return config.from_dict(yaml.load(rev.must_read("params.yaml"), Loader=config.Yaml12Loader))
 
 
-def load(rev: Revision, target_acc):
-    """(config, {schedule: {seed: run numbers}}) of one experiment."""
-    cfg = _params(rev)
-    settings = cmp.Settings(cfg.compare.baseline, cfg.compare.min_effect, target_acc, cfg.monitor, cfg.epochs)
+def load(rev: Revision, cfg, settings):
+    """{schedule: {seed: run numbers}} of one experiment, its runs checked as the compare stage checks them."""
     folder = runs_folder(rev)
     arms = {}
     for schedule in cfg.schedules:
-        arms[schedule] = {}
+        runs = []
         for seed in cfg.seeds:
             name = files.run_name(schedule, seed)
             summary = json.loads(rev.must_read(f"{folder}/{name}/{files.METRICS}"))
             rows = files.read_epochs(None, read_text=lambda rel, run=name: rev.read(f"{folder}/{run}/{rel}"))
-            arms[schedule][seed] = cmp.run_numbers(files.Run(name, rows, summary, Path(folder) / name), settings)
-    return cfg, arms
+            runs.append(files.Run(name, rows, summary, Path(folder) / name))
+        cmp.check_runs({schedule: runs}, cfg.seeds, f"{rev.name}: {folder}")
+        arms[schedule] = {seed: cmp.run_numbers(run, settings) for seed, run in zip(cfg.seeds, runs)}
+    return arms
+
+
+def shared_settings(name_a, cfg_a, cfg_b) -> cmp.Settings:
+    """One definition of every compared quantity for both experiments: the first one's target accuracy and
+    min_effect; epochs to the target on the split both monitored (test, the one split both have, when their
+    monitors differ); a run that never reaches it counted as the longer experiment's max epochs + 1."""
+    monitor = cfg_a.monitor if cfg_a.monitor == cfg_b.monitor else "test"
+    return cmp.Settings(name_a, cfg_a.compare.min_effect, cfg_a.compare.target_acc, monitor,
+                        max(cfg_a.epochs, cfg_b.epochs), arms_are_schedules=False)
 
 
 def compare_experiments(name_a, name_b, root=".") -> dict:
     """{schedule: comparison of experiment b against experiment a, paired by seed}."""
     rev_a, rev_b = Revision(name_a, root), Revision(name_b, root)
-    target = _params(rev_a).compare.target_acc  # one target for both, the first experiment's
-    cfg_a, arms_a = load(rev_a, target)
-    _, arms_b = load(rev_b, target)
+    cfg_a, cfg_b = _params(rev_a), _params(rev_b)
+    settings = shared_settings(name_a, cfg_a, cfg_b)
+    arms_a, arms_b = load(rev_a, cfg_a, settings), load(rev_b, cfg_b, settings)
     shared = [s for s in arms_a if s in arms_b]
     if not shared:
         raise UserError(f"{name_a} and {name_b} ran no schedule in common")
-    settings = cmp.Settings(name_a, cfg_a.compare.min_effect, target, cfg_a.monitor, cfg_a.epochs)
     results = {}
     for schedule in shared:
         if not set(arms_a[schedule]) & set(arms_b[schedule]):
