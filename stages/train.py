@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from thesislab import config
-from thesislab.errors import stage_main
+from thesislab.errors import UserError, stage_main
 from thesislab.train.assemble import RunPaths
 from thesislab.train.run import check, train
 
@@ -20,7 +20,9 @@ from thesislab.train.run import check, train
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--schedule", required=True)
-    ap.add_argument("--seed", required=True, type=int)
+    # Text, not type=int: params.yaml is checked first, so that `-S 'seeds=[1.5]'` (which DVC's matrix passes here
+    # as --seed 1.5) is refused by the line naming `seeds`, not by argparse naming --seed.
+    ap.add_argument("--seed", required=True)
     ap.add_argument("--root", required=True, help="dataset folder")
     ap.add_argument("--pathlist", required=True, help="folder of the path lists")
     ap.add_argument("--stats", required=True, help="stats.json")
@@ -33,6 +35,13 @@ def parse_args():
     return ap.parse_args()
 
 
+def seed_number(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--seed: must be an integer (got {text!r})") from None
+
+
 def relaunch_under_torchrun(nproc):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "stages.train", *sys.argv[1:]]
@@ -43,7 +52,8 @@ def relaunch_under_torchrun(nproc):
 def main():
     args = parse_args()
     cfg = config.load()
-    check(cfg, args.schedule, args.seed)
+    seed = seed_number(args.seed)
+    check(cfg, args.schedule, seed)
     if cfg.engine.nproc > 1 and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(cfg.engine.nproc)
     paths = RunPaths(
@@ -51,7 +61,7 @@ def main():
         model=Path(args.model), weights=Path(args.weights), checkpoint=Path(args.checkpoints) / "last.pt",
         run=Path(args.out), live=Path(args.live),
     )
-    train(cfg, args.schedule, args.seed, paths)
+    train(cfg, args.schedule, seed, paths)
 
 
 if __name__ == "__main__":

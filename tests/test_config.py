@@ -197,3 +197,18 @@ def test_a_stage_with_bad_params_prints_one_line_exits_2_and_writes_nothing(tmp_
     assert r.stderr.strip().splitlines() == ["error: params.yaml: lr: must be a number in (0, 1000] (got -1)"]
     assert "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
+
+
+def test_a_non_integer_seed_from_dvcs_matrix_is_the_seeds_line(tmp_path):
+    """`-S 'seeds=[0,1.5]'` makes DVC's matrix call the train stage with --seed 1.5: the stage must refuse the
+    params (naming `seeds`) before parsing the seed, not fail in argparse with a usage message."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("seeds", [0, 1.5])))
+    cmd = [sys.executable, "-m", "stages.train", "--schedule", "static", "--seed", "1.5"] + [
+        f"--{a}={tmp_path / a}" for a in ("root", "pathlist", "stats", "cache", "model", "weights", "checkpoints",
+                                          "out", "live")]
+    r = subprocess.run(cmd, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                       capture_output=True, text=True)
+    assert (r.returncode, r.stderr.strip().splitlines()) == (2, [
+        "error: params.yaml: seeds: must be a non-empty list of distinct integers in [0, 4294967295], e.g. [0, 1, 2] "
+        "(got [0, 1.5])"])
+    assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
