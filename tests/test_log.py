@@ -66,3 +66,44 @@ def test_the_log_keeps_each_epoch_with_its_split_scores():
     assert log.summary("max_epochs", schedule="s", seed=0, model="m", device="d", config="c")["epochs"] == 2
     with pytest.raises(KeyError):
         log.log(3, 0.05, {"loss": 1.0, "acc": 60.0, "seconds": 1.5, "images": 100}, {"val": None}, seconds=1.0)
+
+
+def test_the_live_summary_is_replaced_whole_never_half_written(tmp_path, monkeypatch):
+    """`dvc exp show` reads metrics/live/metrics.json while the run trains: a write that fails (or is caught)
+    halfway must leave the previous epoch's summary readable, not a truncated file."""
+    import builtins
+    import io
+    import json
+
+    from thesislab.train.log import LiveLog
+
+    log = LiveLog(tmp_path / "live", "static-0", rows()[:1])
+    summary_file = tmp_path / "live" / "metrics.json"
+    assert json.loads(summary_file.read_text())["step"] == 1
+    real_open = io.open
+
+    class HalfWriter:  # writes half of what it is given, then the disk fails
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError("disk gone")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return HalfWriter(f) if "metrics.json" in str(file) and "w" in mode else f
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    monkeypatch.setattr(io, "open", failing_open)
+    with pytest.raises(OSError):
+        log.append(rows()[1])
+    monkeypatch.undo()
+    after = json.loads(summary_file.read_text())
+    assert (after["step"], after["run"], after["test_acc"]) == (1, "static-0", 50.0)

@@ -89,19 +89,21 @@ def test_dvc_exp_show_sees_a_run_while_it_trains(proj):
             time.sleep(0.1)
         shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
         still_running = child.poll() is None
-        step = shown[0]["data"]["metrics"]["metrics/live/metrics.json"]["data"]["step"]
         tsv = (proj.path / "metrics" / "live" / "plots" / "metrics" / "test_acc.tsv").read_text().splitlines()
     finally:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
+        # What README says an interrupted `dvc exp run` needs: the committed params (it had staged its own), the
+        # committed outputs (it had set aside dynamic-0's model, not in its one-schedule pipeline), and the killed
+        # run's checkpoint (for other params) dropped. Done even when an assertion below fails, so that the
+        # later tests start from the baseline.
+        proj.git("checkout", "HEAD", "--", "params.yaml", "metrics/live")
+        proj.dvc("checkout", "-q")
+        (proj.path / "checkpoints" / "static-0" / "last.pt").unlink(missing_ok=True)
+    assert "data" in shown[0], shown[0]  # an error entry instead: DVC could not read the running run's files
+    step = shown[0]["data"]["metrics"]["metrics/live/metrics.json"]["data"]["step"]
     assert still_running and 3 <= step < 2000
     assert len(tsv) >= 1 + 3 and tsv[0] == "step\ttest_acc"
-    # What README says an interrupted `dvc exp run` needs: the committed params (it had staged its own), the
-    # committed outputs (it had set aside dynamic-0's model, not in its one-schedule pipeline), and the killed
-    # run's checkpoint (for other params) dropped.
-    proj.git("checkout", "HEAD", "--", "params.yaml", "metrics/live")
-    proj.dvc("checkout", "-q")
-    (proj.path / "checkpoints" / "static-0" / "last.pt").unlink()
     assert ran(proj.dvc("repro")) == []
 
 

@@ -6,6 +6,7 @@ while the run trains. When the run ends, that folder (DVCLive's summary and per-
 run's folder, with the test predictions beside it.
 """
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -45,10 +46,8 @@ class LiveLog(EpochLog):
     run starts and a resumed run's epochs are logged again first, so it holds every epoch exactly once."""
 
     def __init__(self, folder, name, rows=()):
-        from dvclive import Live  # imports DVC: only the process that writes pays for it
-
         # dvcyaml=False: dvc.yaml declares what to show; no report, no experiment of DVCLive's own.
-        self.live = Live(str(folder), resume=False, report=None, save_dvc_exp=False, dvcyaml=False)
+        self.live = _atomic_live()(str(folder), resume=False, report=None, save_dvc_exp=False, dvcyaml=False)
         self.name = name
         super().__init__(rows)
 
@@ -63,10 +62,32 @@ class LiveLog(EpochLog):
         return row
 
     def finish(self, summary):
-        """The run's summary becomes DVCLive's metrics.json (step: the last epoch)."""
+        """The run's summary becomes DVCLive's metrics.json (step: the last epoch), for write_run to keep."""
         self.live.step = self.epochs_done
         self.live.summary = dict(summary)
         self.live.make_summary()
+
+    def retire(self):
+        """Once the run's folder holds its results, the live summary says only which run trained last and how
+        far: `dvc exp show` then shows the comparison's numbers, not one run's beside them."""
+        self.live.summary = {"run": self.name}
+        self.live.make_summary()
+
+
+def _atomic_live():
+    """DVCLive's Live, with its summary written atomically: `dvc exp show` in another terminal reads
+    metrics.json while the run trains, and DVCLive's own write (truncate, then write) can be caught half-done,
+    which DVC reports as an error for the running experiment."""
+    from dvclive import Live  # imports DVC: only the process that writes pays for it
+    from dvclive.plots import NumpyEncoder
+
+    class AtomicLive(Live):
+        def make_summary(self):
+            if self._step is not None:  # as Live.make_summary does
+                self.summary["step"] = self.step
+            io.write_text(self.metrics_file, json.dumps(self.summary, indent=4, cls=NumpyEncoder) + "\n")
+
+    return AtomicLive
 
 
 def lr_cut_epochs(rows) -> list:

@@ -57,6 +57,7 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     if rt.main:
         log.finish(summary)
         _write_outputs(cfg, data, trainer, paths)
+        log.retire()
         checkpoint.discard(paths.checkpoint)
         _say_summary(name, summary, say)
     return summary
