@@ -32,7 +32,8 @@ def import_folder(source, out_dir, work_dir, progress=True):
     for folder in {Path(out_dir) / rel for rel in (str(Path(f).parent) for f in files)}:
         folder.mkdir(parents=True, exist_ok=True)
     for rel in tqdm(files, desc="linking images", unit="img", disable=None if progress else True):
-        place(os.path.realpath(root / rel), Path(out_dir) / rel)  # an in-root symlink: its target's content
+        src = root / rel
+        place(os.path.realpath(src) if os.path.islink(src) else src, Path(out_dir) / rel)  # a symlink: its target
     return found
 
 

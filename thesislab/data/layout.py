@@ -65,11 +65,15 @@ def _classes_of(split_dir, real_root):
 
 
 def _visible(folder, real_root):
-    """A folder's entries by name, hidden ones skipped, each checked to stay inside the root."""
+    """A folder's entries by name, hidden ones skipped, each checked to stay inside the root.
+
+    Only a symlink can lead outside: a plain entry of a folder that is inside the root is inside it too, so only
+    symlinks are resolved (resolving every path costs an lstat per path component: seconds for 60,000 images)."""
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
-        _check_inside(entry.path, real_root)
+        if entry.is_symlink():
+            _check_inside(entry.path, real_root)
         _check_name(entry.path, entry.name)
         yield entry
 
