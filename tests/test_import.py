@@ -247,3 +247,17 @@ def test_mixed_modes_and_sizes_import_and_read(tmp_path):
     assert ("train/cat/grey.png", 0) in found.files["train"]
     for rel, _ in found.files["train"] + found.files["test"]:
         assert load_rgb(tmp_path / "out" / rel, 16).shape == (16, 16, 3)
+
+
+def test_the_manifest_lists_every_image_with_its_size_and_md5(tmp_path):
+    """What pathlist, stats and train depend on in dvc.yaml: it must change whenever any image does."""
+    import hashlib
+
+    src = make_image_folder(tmp_path / "src")
+    cfg = tiny_config(dataset="folder", source=str(src))
+    raw = tmp_path / "data" / "raw" / "folder"
+    make_dataset(cfg, raw, tmp_path / "s.png", tmp_path, progress=False)
+    images = sorted(p for p in raw.rglob("*") if p.is_file() and p.name != "manifest.tsv")
+    expected = "".join(f"{p.relative_to(raw).as_posix()}\t{p.stat().st_size}\t{hashlib.md5(p.read_bytes()).hexdigest()}\n"
+                       for p in images)
+    assert len(images) == 10 and (raw / "manifest.tsv").read_text() == expected

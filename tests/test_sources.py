@@ -38,6 +38,27 @@ def test_a_changed_source_folder_is_seen_by_dvc_status_and_repro(proj):
     proj.git("commit", "-qm", "a third class")
 
 
+def test_an_edited_image_reruns_what_reads_it_and_an_identical_import_reruns_nothing(proj):
+    """Downstream stages depend on the dataset's manifest: new bytes in one image rerun stats and training;
+    importing the same images again (a forced download) leaves the manifest as it was, so nothing else runs."""
+    proj.dvc("repro")
+    stats = proj.read("metrics/stats.json")
+    image = proj.path / "data" / "sources" / "mine" / "train" / "cat" / "0.png"
+    image.unlink()  # DVC's cache may hold it read-only: replace, do not write in place
+    make_image_folder(proj.path / "other", classes=("cat",), per_split=(1, 1), seed=7)
+    shutil.copy(proj.path / "other" / "train" / "cat" / "0.png", image)
+    assert "modified:           data/sources" in proj.dvc("status").stdout
+    assert ran(proj.dvc("repro")) == ["download", "pathlist", "stats", "train@static-0", "compare"]
+    assert proj.read("metrics/stats.json") != stats
+    proj.dvc("add", "data/sources/mine")
+    assert ran(proj.dvc("repro", "-f", "-s", "download")) == ["download"]
+    assert ran(proj.dvc("repro")) == []
+
+
+def ran(result):
+    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
+
+
 def test_a_run_outside_the_workspace_finds_a_relative_dvc_tracked_source(proj):
     """--temp runs in .dvc/tmp/exps, as queued runs do: the relative source resolves there, from DVC's cache."""
     result = proj.dvc("exp", "run", "--temp", "--force", "-n", "elsewhere", "-S", "lr=0.02")  # import again there

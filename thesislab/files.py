@@ -3,6 +3,8 @@
 dvc.yaml names the folders and files each stage writes (a path is written once, there, and passed in); the
 names inside those folders, and what each file holds, are defined below and nowhere else.
 
+    dataset     <raw>/manifest.tsv               written by download beside the images; what pathlist, stats
+                                                 and train depend on in dvc.yaml
     path lists  <pathlist>/train.txt, test.txt   written by pathlist; read by stats, train, predict
                 <pathlist>/classes.txt
     stats       stats.json                       written by stats; read by train
@@ -23,6 +25,19 @@ from thesislab import io
 from thesislab.errors import UserError
 
 SPLITS = ("train", "test")
+
+# --- the dataset's manifest: one `relative/path<TAB>bytes<TAB>md5` line per image, sorted --------------------
+# One small file that changes exactly when an image of the dataset does. The stages that read the images depend
+# on it instead of on the image folder, so DVC verifies one file for them, not every image again (60,000 files
+# cost it seconds a stage); the download stage's own output, the image folder, is still verified as a whole.
+
+MANIFEST = "manifest.tsv"
+
+
+def write_manifest(root, entries):
+    """entries: [(relative posix path, bytes, md5 hex)], written sorted, so the same images are the same bytes."""
+    io.write_text(Path(root) / MANIFEST, "".join(f"{rel}\t{size}\t{md5}\n" for rel, size, md5 in sorted(entries)))
+
 
 # --- path lists (the thesis's chapter 4.2): one `relative/path<TAB>label` line per image ----------------------
 

@@ -6,15 +6,17 @@ in it changes (`dvc status` shows it, `dvc repro` re-imports), and `dvc exp run 
 is DVC-tracked there (`dvc add data/sources/<name>`). A relative source is relative to the project root.
 """
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 
-from thesislab import io
+from thesislab import files, io
 from thesislab.config import Config
 from thesislab.data import cifar10, folder, layout, speedsigns
 from thesislab.data.samples import sample_grid
 from thesislab.errors import UserError
+from thesislab.parallel import chunked, map_chunks
 
 
 def make_dataset(cfg: Config, out_dir, samples_png, sources_dir, progress=True):
@@ -34,8 +36,26 @@ def make_dataset(cfg: Config, out_dir, samples_png, sources_dir, progress=True):
         else:
             folder.import_folder(source, tmp, work, progress=progress)
         found = layout.scan(tmp)
+        write_manifest(tmp, found, progress)
     sample_grid(out_dir, found, samples_png)
     return found
+
+
+def write_manifest(root, found, progress=True):
+    """files.MANIFEST for every image of the layout, hashed on every core."""
+    rels = [rel for split in files.SPLITS for rel, _ in found.files[split]]
+    entries = []
+    for part in map_chunks(_hash_files, chunked(rels, 512), str(root), desc="manifest", progress=progress):
+        entries += part
+    files.write_manifest(root, entries)
+
+
+def _hash_files(rels, root):
+    out = []
+    for rel in rels:
+        data = Path(root, rel).read_bytes()
+        out.append((rel, len(data), hashlib.md5(data, usedforsecurity=False).hexdigest()))
+    return out
 
 
 def resolve_source(source, sources_dir):
