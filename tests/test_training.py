@@ -373,7 +373,8 @@ def test_the_dynamic_schedule_sees_the_monitored_split(tiny_data, tmp_path, monk
 
 
 def test_batches_are_normalised_with_the_stats_file(tiny_data):
-    """The first training batch is exactly (pixels / 255 - mean) / std with the stats stage's numbers."""
+    """A batch is exactly (pixels / 255 - mean) / std with the stats stage's numbers (the test split's first batch:
+    unshuffled, so its images are known; training batches go through the same gather-and-normalise code)."""
     from thesislab.data.dataset import PathListDataset
     from thesislab.train import assemble
 
@@ -545,3 +546,14 @@ def test_a_tiny_memory_budget_streams_and_says_why(tiny_data, tmp_path, capsys, 
     assert "data: resident on cpu (" in capsys.readouterr().out
     assert without_timing({**streamed, "config": 0}) == without_timing({**resident, "config": 0})
     assert log_without_timing(ps) == log_without_timing(pr)
+
+
+def test_freezing_a_model_without_a_linear_head_is_one_line_not_an_empty_optimizer():
+    from thesislab.train import models, transfer
+
+    squeezenet = models.build("squeezenet1_1", 3, 64, 0.5)  # its classifier is a 1x1 convolution
+    with pytest.raises(UserError, match=r"^freeze: backbone: this model has no Linear classifier head"):
+        transfer.freeze_backbone(squeezenet)
+    net = models.build("signnet", 3, 32, 0.5)
+    transfer.freeze_backbone(net)
+    assert [n for n, p in net.named_parameters() if p.requires_grad] == ["head.2.weight", "head.2.bias"]

@@ -93,6 +93,9 @@ def load_into(model, state, source) -> list:
 def freeze_backbone(model):
     """Train the classifier head alone: every other parameter stops taking gradients. (BatchNorm's running
     statistics still adapt to the new images, as in the PyTorch fine-tuning tutorial.)"""
+    if not models.head_name(model):
+        raise UserError("freeze: backbone: this model has no Linear classifier head to train alone (its classifier "
+                        "is convolutional, as squeezenet's is); set freeze: null to fine-tune every layer")
     head = models.head_name(model) + "."
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(head))
