@@ -170,6 +170,18 @@ def test_settings_that_change_the_arithmetic_change_the_digest():
     assert digest(cpu(), device="cpu") == plain
 
 
+def test_another_torch_or_thread_count_is_another_computation(monkeypatch):
+    plain = digest(cpu())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert digest(cpu()) != plain
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    assert digest(cpu()) != plain
+
+
 def test_checkpoint_from_other_code_is_not_resumed(tiny_data, tmp_path, capsys, monkeypatch):
     code = tmp_path / "model.py"
     code.write_text("version = 1\n")

@@ -89,8 +89,11 @@ def computation(rt: Runtime, engine) -> dict:
     """How the arithmetic is done, as resolved on this machine: what a resumed run must share with the run
     that saved the checkpoint. `device: auto` and `device: cpu` are the same computation on a CPU-only
     machine; bf16 is only in effect on CUDA."""
+    # torch's version (other kernels) and the CPU thread count (reductions split another way) change rounding too.
+    threads = torch.get_num_threads() if rt.device.type == "cpu" else None
     return {"device": rt.device.type, "bf16": rt.bf16, "channels_last": rt.channels_last, "compile": engine.compile,
-            "processes": rt.world, "eval_batch_size": engine.eval_batch_size}
+            "processes": rt.world, "eval_batch_size": engine.eval_batch_size, "torch": torch.__version__,
+            "threads": threads}
 
 
 def describe(rt: Runtime) -> str:
