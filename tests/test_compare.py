@@ -244,3 +244,10 @@ def test_two_experiments_share_one_definition_of_each_compared_quantity():
     assert shared_settings("exp-a", a, a).monitor == "val"
     never = [{"epoch": e, "val_acc": 10.0, "test_acc": 10.0} for e in (1, 2)]
     assert cmp.epochs_to_target(never, s) == 61  # the longer experiment's limit + 1, for runs of either
+
+
+def test_one_schedule_says_there_is_nothing_to_compare():
+    result = cmp.compare({"dynamic": arms([95.0, 96.0], [95.5, 96.5])["dynamic"]},
+                         cmp.Settings("dynamic", 0.5, 90, "val", 40))
+    assert result["verdict"] == "one schedule (dynamic): nothing to compare it with; add another to schedules"
+    assert result["difference"] == {} and result["paired"] == {} and result["arms"]["dynamic"]["test_acc"]["n"] == 2

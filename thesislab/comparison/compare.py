@@ -75,7 +75,8 @@ def compare(arms: dict, settings: Settings) -> dict:
     seeds = sorted({s for arm in arms.values() for s in arm})
     return {
         # The headline first: `dvc exp show` lists these columns before the details below.
-        "verdict": "; ".join(pairs[c]["verdict"] for c in challengers),
+        "verdict": "; ".join(pairs[c]["verdict"] for c in challengers) or (
+            f"one schedule ({settings.baseline}): nothing to compare it with; add another to schedules"),
         "seeds": len(seeds),
         "mean_test_acc": {a: statistics.describe(_values(arms[a], "test_acc"))["mean"] for a in arms},
         "difference": {c: _headline(pairs[c]) for c in challengers},
