@@ -251,3 +251,13 @@ def test_one_schedule_says_there_is_nothing_to_compare():
                          cmp.Settings("dynamic", 0.5, 90, "val", 40))
     assert result["verdict"] == "one schedule (dynamic): nothing to compare it with; add another to schedules"
     assert result["difference"] == {} and result["paired"] == {} and result["arms"]["dynamic"]["test_acc"]["n"] == 2
+
+
+def test_a_challenger_that_stopped_sooner_without_a_cut_did_not_train_the_same():
+    """dynamic with max_reductions 0 stops at its first plateau without cutting: its LR equalled static's in
+    every epoch it ran, but it ran fewer, so the runs differ and are tested."""
+    a = arms([80.0, 80.5, 79.5, 80.2, 79.8], [60.0, 61.0, 59.0, 60.5, 59.5], cuts=0)
+    for numbers_ in a["dynamic"].values():
+        numbers_["lrs"] = numbers_["lrs"][:12]
+    code, text = cmp.compare(a, SETTINGS)["paired"]["dynamic"]["verdict_code"], cmp.compare(a, SETTINGS)["verdict"]
+    assert code == cmp.WORSE and text.startswith("dynamic trails static by 20.00 points")

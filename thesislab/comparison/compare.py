@@ -89,11 +89,14 @@ def compare(arms: dict, settings: Settings) -> dict:
 
 
 def trained_alike(base, challenger) -> bool:
-    """Whether, on every seed both ran, the challenger trained at the baseline's LR in every epoch both ran
-    (a run may stop an epoch sooner or later): the same schedule in effect."""
+    """Whether, on every seed both ran, the challenger trained as many epochs as the baseline, each at the
+    baseline's LR: the same schedule in effect. (A run that stopped sooner, at a plateau it was not allowed to
+    cut, or one that cut only after the baseline's last epoch, did not train the same.)"""
     seeds = [s for s in base if s in challenger]
     return bool(seeds) and all(
-        all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(base[s]["lrs"], challenger[s]["lrs"])) for s in seeds)
+        len(base[s]["lrs"]) == len(challenger[s]["lrs"])
+        and all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(base[s]["lrs"], challenger[s]["lrs"]))
+        for s in seeds)
 
 
 def _values(arm, key):
