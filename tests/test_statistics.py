@@ -149,3 +149,11 @@ def test_holm_against_statsmodels():
     for p in ([0.01, 0.04, 0.03, 0.2], [0.6, 0.7, 0.01]):  # the second: adjusted values capped at 1
         assert statistics.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
     assert statistics.holm([0.02, None, 0.04]) == pytest.approx([0.04, None, 0.04])
+
+
+def test_ties_of_differences_with_float_noise_are_still_ties():
+    """Differences of 4-decimal accuracies are not exactly equal in binary (80.22 - 80.12 != 75.41 - 75.31):
+    they must still count as tied magnitudes, as the accuracies say."""
+    d = [80.22 - 80.12, 75.41 - 75.31, 90.3 - 90.1, 60.5 - 60.3, 70.1 - 70.2]
+    assert len(set(abs(x) for x in d)) > 2  # the noise is there
+    assert statistics.wilcoxon_p(d) == pytest.approx(exact_wilcoxon([0.1, 0.1, 0.2, 0.2, -0.1]), abs=1e-12)
