@@ -104,3 +104,13 @@ def test_empty_list_is_refused(tmp_path):
     (tmp_path / "test.txt").write_text("\n")
     with pytest.raises(UserError, match="path list is empty"):
         files.read_pathlist(tmp_path, "test", tmp_path, 2)
+
+
+@pytest.mark.parametrize("link", ["train", "train/cat"])
+def test_a_symlinked_split_or_class_folder_leading_outside_is_refused(tmp_path, link):
+    root = make_image_folder(tmp_path / "root")
+    outside = make_image_folder(tmp_path / "elsewhere")
+    shutil.rmtree(root / link)
+    os.symlink(outside / link, root / link)
+    with pytest.raises(UserError, match="leads outside the dataset folder"):
+        layout.scan(root)

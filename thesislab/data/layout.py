@@ -49,8 +49,10 @@ def scan(root) -> Layout:
 def _classes_of(split_dir, real_root):
     if not split_dir.is_dir():
         raise UserError(f"{split_dir}: missing; expected {split_dir}/<class>/<image> folders")
+    _check_inside(split_dir, real_root)  # a split or class folder may be a symlink, or lie under one
     classes = {}
     for entry in _visible(split_dir, real_root):
+        _check_inside(entry.path, real_root)
         if not entry.is_dir():
             raise UserError(f"{entry.path}: a file where a class folder was expected")
         names = []
@@ -67,8 +69,9 @@ def _classes_of(split_dir, real_root):
 def _visible(folder, real_root):
     """A folder's entries by name, hidden ones skipped, each checked to stay inside the root.
 
-    Only a symlink can lead outside: a plain entry of a folder that is inside the root is inside it too, so only
-    symlinks are resolved (resolving every path costs an lstat per path component: seconds for 60,000 images)."""
+    Only a symlink can lead outside: a plain entry of a folder whose real path is inside the root (the caller
+    checks each folder) is inside it too, so only symlinks are resolved here (resolving every image's path costs
+    an lstat per path component: seconds for 60,000 images)."""
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
