@@ -72,8 +72,9 @@ def tracked_files():
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout.split("\n")
     # Pipeline outputs of this checkout are not part of a fresh project.
-    skip = ("dvc.lock", "metrics/", "plots/", "data/raw", "data/pathlist", "models/", "results/")
-    return [f for f in out if f and not f.startswith(skip) and (ROOT / f).is_file()]
+    skip = ("dvc.lock", "metrics/", "plots/", "data/raw/", "data/pathlist", "models/", "results/")
+    keep = ("data/raw/.gitignore",)  # part of the project: it keeps the (uncached) images out of git
+    return [f for f in out if f and (f in keep or not f.startswith(skip)) and (ROOT / f).is_file()]
 
 
 class Project:

@@ -65,6 +65,8 @@ def test_repro_runs_every_stage_and_writes_every_output(proj):
     comparison = json.loads(proj.read("metrics/comparison.json"))
     assert comparison["seeds"] == 1 and comparison["verdict"].startswith("one seed: no verdict")
     assert not list((proj.path / "checkpoints").rglob("*.pt"))  # finished runs keep no checkpoint
+    # The images are not in DVC's cache, so DVC ignores them in git for nobody: data/raw/.gitignore does.
+    assert proj.git("status", "--porcelain", "--untracked-files=all", "data/raw").stdout == ""
     BASELINE.update(outputs(proj))
     proj.git("add", "-A")
     proj.git("commit", "-qm", "baseline run")
