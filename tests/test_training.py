@@ -1,5 +1,6 @@
 """The training run in-process on tiny data: determinism, resume, divergence, checkpoints, outputs."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -569,3 +570,26 @@ def test_freezing_a_model_without_a_linear_head_is_one_line_not_an_empty_optimiz
     net = models.build("signnet", 3, 32, 0.5)
     transfer.freeze_backbone(net)
     assert [n for n, p in net.named_parameters() if p.requires_grad] == ["head.2.weight", "head.2.bias"]
+
+
+def test_an_edited_image_changes_what_a_checkpoint_must_match(tiny_data, tmp_path):
+    """The path lists and stats can stay the same when one test image changes; the manifest (its md5) does not,
+    so a checkpoint made before the edit is not resumed after it."""
+    from thesislab.data import layout
+    from thesislab.data.download import write_manifest
+    from thesislab.train import assemble
+
+    root = tmp_path / "raw"
+    shutil.copytree(tiny_data / "raw", root)
+    write_manifest(root, layout.scan(root), progress=False)
+    paths = dataclasses.replace(run_paths(tiny_data, tmp_path), root=root)
+    cfg = tiny_config()
+
+    def digest_now():
+        return checkpoint.config_digest(cfg, {}, assemble.data_files(paths))
+
+    before = digest_now()
+    image = next((root / "test").rglob("*.png"))
+    image.write_bytes(image.read_bytes()[:-1] + b"\x00")  # same name, same size, other bytes
+    write_manifest(root, layout.scan(root), progress=False)
+    assert digest_now() != before

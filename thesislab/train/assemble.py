@@ -143,10 +143,13 @@ def to_split(images, rows, labels, device, resident) -> Split:
 
 
 def data_files(paths, weights=None) -> list:
-    """The input files a run's numbers depend on (the images are pinned by the path lists and the cache key),
-    the starting weights among them."""
+    """The input files a run's numbers depend on: the path lists, the stats, the dataset's manifest (every
+    image's bytes, by md5; absent only where the images were not made by the download stage), and the starting
+    weights."""
     found = [files.pathlist_file(paths.pathlist, s) for s in files.SPLITS] + [paths.pathlist / files.CLASSES,
                                                                               paths.stats]
+    if (paths.root / files.MANIFEST).is_file():
+        found.append(paths.root / files.MANIFEST)
     if weights and transfer.is_file_name(weights):
         found.append(transfer.weights_file(weights, paths.weights))
     return found

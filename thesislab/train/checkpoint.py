@@ -1,7 +1,8 @@
 """Checkpoints and model files: state_dicts plus what rebuilds them, loaded with weights_only=True.
 
 A checkpoint carries the fingerprint of everything its numbers depend on: the params, the data, the
-computation (device type, bf16, torch.compile, processes) and the project code the run loaded. Resuming from
+computation (device type, bf16, torch.compile, processes, torch's version, CPU threads) and the project code
+the run loaded. Resuming from
 one made with anything else is refused (training starts over). A checkpoint lives only while its run is
 unfinished: a finished run deletes it, so a forced rerun trains from scratch. A truncated or tampered file is
 reported as such.
