@@ -5,6 +5,7 @@ experiment with other seeds or schedules never enters the comparison or the figu
 """
 
 import argparse
+from pathlib import Path
 
 from thesislab import config, files, io
 from thesislab.comparison import curves, figures, report
@@ -34,7 +35,8 @@ def main():
     result = compare(arms, settings)
     io.write_json(args.out, result)
     curves.write_csvs(args.curves, runs)
-    title = (f"{cfg.model} on {cfg.dataset}: " + " vs ".join(cfg.schedules) +
+    data = f"{cfg.dataset} ({Path(cfg.source).name})" if cfg.dataset == "folder" else cfg.dataset
+    title = (f"{cfg.model} on {data}: " + " vs ".join(cfg.schedules) +
              f", {len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''} (lr {cfg.lr:g}, batch {cfg.batch_size})")
     best = max(result["mean_test_acc"], key=lambda a: result["mean_test_acc"][a] or -1)
     final = {s: {seed: numbers["test_acc"] for seed, numbers in arm.items()} for s, arm in arms.items()}

@@ -593,3 +593,16 @@ def test_an_edited_image_changes_what_a_checkpoint_must_match(tiny_data, tmp_pat
     image.write_bytes(image.read_bytes()[:-1] + b"\x00")  # same name, same size, other bytes
     write_manifest(root, layout.scan(root), progress=False)
     assert digest_now() != before
+
+
+def test_every_run_folder_holds_the_same_files_whatever_the_monitor(tiny_data, tmp_path):
+    """`dvc exp apply` leaves in place files the applied experiment lacks: a monitor: test run folder with no
+    val_acc.tsv, applied over a monitor: val one, kept the stray file and DVC retrained the run."""
+    def listing(paths):
+        return sorted(str(p.relative_to(paths.run)) for p in paths.run.rglob("*") if p.is_file())
+
+    _, val = run(tiny_data, tmp_path / "val", epochs=2, monitor="val")
+    _, test = run(tiny_data, tmp_path / "test", epochs=2, monitor="test")
+    assert listing(val) == listing(test)
+    assert (test.run / files.EPOCHS / "val_acc.tsv").read_text() == "step\tval_acc\n"
+    assert all(r["val_acc"] is None for r in files.read_epochs(test.run))
