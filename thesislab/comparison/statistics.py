@@ -28,7 +28,8 @@ def describe(values) -> dict:
         return out
     out.update(mean=x.mean(), min=x.min(), max=x.max())
     if len(x) >= 2:
-        std = x.std(ddof=1)
+        with np.errstate(invalid="ignore"):  # an infinite value: inf - inf is nan, reported as null, not warned
+            std = x.std(ddof=1)
         low, high = _t_interval(x.mean(), std, len(x))
         out.update(std=std, ci95_low=low, ci95_high=high)
     return _rounded(out)
