@@ -98,7 +98,15 @@ def test_several_challengers_are_holm_adjusted():
     smaller, larger = sorted(raw)
     adjusted = {c: result["paired"][c]["test_acc"]["p_holm"] for c in ("dynamic", "cosine")}
     assert sorted(adjusted.values()) == pytest.approx([min(1, 2 * smaller), max(min(1, 2 * smaller), larger)])
-    assert "Holm-adjusted p" in result["paired"]["dynamic"]["verdict"]
+    # the verdict quotes the adjusted p, not the raw one
+    assert f"Holm-adjusted p = {adjusted['dynamic']:.3g}," in result["paired"]["dynamic"]["verdict"]
+    assert adjusted["dynamic"] != pytest.approx(result["paired"]["dynamic"]["test_acc"]["p_value"])
+
+
+def test_a_difference_no_realistic_number_of_seeds_detects_says_so():
+    code, text, result = verdict_of([20.0, 90.0, 30.0, 85.0], [80.0, 30.0, 85.0, 35.0])
+    assert code == cmp.INCONCLUSIVE and result["paired"]["dynamic"]["test_acc"]["seeds_needed"] is None
+    assert text.endswith("more than 100,000 seeds would detect 0.5")
 
 
 def keys(tree, prefix=""):

@@ -111,6 +111,22 @@ def test_curve_csv_carries_stopped_runs_forward(runs, tmp_path):
     assert lr[1:3] == ["1,static,0.1,0,0.1,0.1,2", "2,static,0.1,0,0.1,0.1,2"]
 
 
+def test_a_stopped_run_holds_its_last_value_and_one_seed_has_no_spread(tmp_path):
+    a = make_run(tmp_path, "x", 0, [40, 50, 55], [0.1] * 3)  # stopped after 3 epochs
+    b = make_run(tmp_path, "x", 1, [41, 51, 61, 71, 81], [0.1] * 5)
+    epochs, values, last = curves.over_seeds([a, b], "test_acc")
+    assert list(epochs) == [1, 2, 3, 4, 5] and last == [3, 5]
+    assert values[0].tolist() == [40, 50, 55, 55, 55] and values[1].tolist() == [41, 51, 61, 71, 81]
+    mean, std = curves.mean_and_std(values[:1])
+    assert mean.tolist() == [40, 50, 55, 55, 55] and std.tolist() == [0.0] * 5
+
+
+def test_a_run_without_validation_leaves_its_csv_cells_empty(tmp_path):
+    curves.write_csvs(tmp_path / "c", {"static": [make_run(tmp_path, "static", 0, [50, 60], [0.1] * 2)]})
+    rows = (tmp_path / "c" / "val_acc.csv").read_text().splitlines()
+    assert rows[1:] == ["1,static,,,,,1", "2,static,,,,,1"]
+
+
 def test_draw_all_writes_every_figure(runs, tmp_path):
     final = {a: {r.summary["seed"]: r.summary["test_acc"] for r in rs} for a, rs in runs.items()}
     figures.draw_all(runs, final, "dynamic", tmp_path / "plots", "title")

@@ -68,6 +68,15 @@ def test_the_log_keeps_each_epoch_with_its_split_scores():
         log.log(3, 0.05, {"loss": 1.0, "acc": 60.0, "seconds": 1.5, "images": 100}, {"val": None}, seconds=1.0)
 
 
+def test_validation_columns_come_from_the_validation_split_and_the_summary_keeps_the_stop_reason():
+    log = EpochLog()
+    row = log.log(1, 0.1, {"loss": 2.0, "acc": 30.0, "seconds": 1.0, "images": 10},
+                  {"val": {"loss": 1.7, "acc": 41.0}, "test": {"loss": 1.9, "acc": 35.0}}, seconds=1.2)
+    assert (row["val_loss"], row["val_acc"], row["test_loss"], row["test_acc"]) == (1.7, 41.0, 1.9, 35.0)
+    s = log.summary("diverged", schedule="s", seed=0, model="m", device="d", config="c")
+    assert (s["stop_reason"], s["val_acc"]) == ("diverged", 41.0)
+
+
 def test_the_live_summary_is_replaced_whole_never_half_written(tmp_path, monkeypatch):
     """`dvc exp show` reads metrics/live/metrics.json while the run trains: a write that fails (or is caught)
     halfway must leave the previous epoch's summary readable, not a truncated file."""

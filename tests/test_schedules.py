@@ -70,6 +70,18 @@ def test_state_round_trip():
     assert [rule.update(e, 11) for e in (6, 7, 8)] == [again.update(e, 11) for e in (6, 7, 8)]
 
 
+def test_a_restored_window_keeps_sliding():
+    """Resumed from a full window, the rule must forget its oldest epoch as the uninterrupted one does."""
+    rising, flat = [10, 20, 30], [31, 31, 31]
+    whole = DynamicLR(window=3, slope=0.5, factor=0.1, max_reductions=3)
+    for e, a in enumerate(rising, 1):
+        whole.update(e, a)
+    resumed = DynamicLR(window=3, slope=0.5, factor=0.1, max_reductions=3)
+    resumed.load_state_dict(whole.state_dict())
+    expected = [whole.update(e, a) for e, a in enumerate(flat, 4)]
+    assert [resumed.update(e, a) for e, a in enumerate(flat, 4)] == expected == [KEEP, KEEP, REDUCE]
+
+
 def optimizer(lr=0.1):
     return torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr, momentum=0.9)
 
@@ -99,6 +111,45 @@ def lrs(name, epochs=6, steps=1, **over):
 
 def test_static_keeps_the_lr():
     assert lrs("static") == [0.01] * 6
+
+
+def test_only_the_dynamic_rule_ends_training():
+    """after_epoch's True means stop: static and torch's schedules never stop a run early."""
+    for name in ("static", "step", "exp", "cosine", "plateau", "onecycle"):
+        cfg = tiny_config(epochs=6)
+        opt = optimizer(cfg.lr)
+        sched = schedules.make(name, opt, cfg, 1)
+        stops = []
+        for e in range(1, 7):
+            opt.step()
+            sched.after_batch()
+            stops.append(sched.after_epoch(e, 50.0))
+        assert stops == [False] * 6, name
+
+
+def test_plateau_watches_for_a_rise_and_cuts_by_its_factor():
+    """mode max: a rising accuracy is progress (no cut); a flat one is cut by `factor` after `patience`."""
+    over = {"torch_schedules": {"plateau": {"factor": 0.5, "patience": 1}}}
+    cfg = tiny_config(epochs=6, **over)
+    opt = optimizer(cfg.lr)
+    sched = schedules.make("plateau", opt, cfg, 1)
+    seen = []
+    for e, acc in enumerate([10.0, 20.0, 30.0, 40.0, 40.0, 40.0], 1):
+        sched.after_epoch(e, acc)
+        seen.append(opt.param_groups[0]["lr"])
+    assert seen == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.01, 0.005])
+
+
+def test_onecycle_peaks_where_pct_start_says():
+    cfg = tiny_config(epochs=4, torch_schedules={"onecycle": {"pct_start": 0.5}})
+    opt = optimizer(cfg.lr)
+    sched = schedules.make("onecycle", opt, cfg, steps_per_epoch=10)
+    seen = []
+    for _ in range(40):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.after_batch()
+    assert seen.index(max(seen)) == 19  # OneCycleLR's peak step: pct_start * 40 - 1
 
 
 def test_torch_schedules_are_torchs_own():

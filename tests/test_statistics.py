@@ -157,3 +157,54 @@ def test_ties_of_differences_with_float_noise_are_still_ties():
     d = [80.22 - 80.12, 75.41 - 75.31, 90.3 - 90.1, 60.5 - 60.3, 70.1 - 70.2]
     assert len(set(abs(x) for x in d)) > 2  # the noise is there
     assert statistics.wilcoxon_p(d) == pytest.approx(exact_wilcoxon([0.1, 0.1, 0.2, 0.2, -0.1]), abs=1e-12)
+
+
+def exact_wilcoxon_by_counting(d):
+    """Two-sided exact p for distinct magnitudes (ranks 1..n): the null distribution of the positive rank
+    sum counted subset by subset (dynamic programming), so that n = 25 needs no 2**25 enumeration."""
+    n = len(d)
+    counts = [1] + [0] * (n * (n + 1) // 2)
+    for r in range(1, n + 1):
+        for s in range(len(counts) - 1, r - 1, -1):
+            counts[s] += counts[s - r]
+    ranks = scipy_stats.rankdata(np.abs(d))
+    observed, centre = sum(r for r, x in zip(ranks, d) if x > 0), n * (n + 1) / 4
+    return sum(c for s, c in enumerate(counts) if abs(s - centre) >= abs(observed - centre) - 1e-9) / 2**n
+
+
+def normal_wilcoxon(d):
+    """The normal approximation by hand: rank-sum mean n(n+1)/4, variance with the tie correction, no
+    continuity correction."""
+    ranks = scipy_stats.rankdata(np.abs(d))
+    n = len(d)
+    observed = sum(r for r, x in zip(ranks, d) if x > 0)
+    _, tie_sizes = np.unique(np.abs(d), return_counts=True)
+    var = n * (n + 1) * (2 * n + 1) / 24 - sum(t**3 - t for t in tie_sizes) / 48
+    return 2 * scipy_stats.norm.sf(abs(observed - n * (n + 1) / 4) / math.sqrt(var))
+
+
+def distinct(n):
+    return [(i + 1) * 0.1 * (-1 if i % 4 == 1 else 1) for i in range(n)]
+
+
+def tied(n):
+    return [round(0.1 * (1 + i // 2), 1) * (-1 if i % 5 == 3 else 1) for i in range(n)]
+
+
+def test_wilcoxon_is_exact_up_to_25_differences_then_normal():
+    assert statistics.wilcoxon_p(distinct(25)) == pytest.approx(exact_wilcoxon_by_counting(distinct(25)), abs=1e-12)
+    assert statistics.wilcoxon_p(distinct(26)) == pytest.approx(normal_wilcoxon(distinct(26)), abs=1e-9)
+    assert abs(normal_wilcoxon(distinct(26)) - exact_wilcoxon_by_counting(distinct(26))) > 1e-4  # they differ
+
+
+def test_wilcoxon_with_tied_magnitudes_is_exact_up_to_12_then_normal():
+    assert statistics.wilcoxon_p(tied(12)) == pytest.approx(exact_wilcoxon(tied(12)), abs=1e-12)
+    assert statistics.wilcoxon_p(tied(13)) == pytest.approx(normal_wilcoxon(tied(13)), abs=1e-9)
+    assert abs(normal_wilcoxon(tied(13)) - exact_wilcoxon(tied(13))) > 1e-4
+
+
+def test_two_seeds_have_a_t_test_with_one_degree_of_freedom():
+    p = statistics.paired({0: 90.0, 1: 91.0}, {0: 91.0, 1: 93.0})
+    assert p["p_value"] == pytest.approx(scipy_stats.ttest_rel([91.0, 93.0], [90.0, 91.0]).pvalue, abs=1e-6)
+    half = 12.706204736174707 * math.sqrt(0.5) / math.sqrt(2)  # t(0.975, df=1), sd of (1, 2)
+    assert (p["ci95_low"], p["ci95_high"]) == (pytest.approx(1.5 - half, abs=1e-5), pytest.approx(1.5 + half, abs=1e-5))

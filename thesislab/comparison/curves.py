@@ -35,7 +35,7 @@ def mean_and_std(values):
     """Per-epoch mean and sample std over seeds (std 0 for a single seed, NaN where undefined)."""
     with np.errstate(invalid="ignore"):
         mean = values.mean(axis=0)
-        std = values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.zeros(values.shape[1])
+        std = values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.where(np.isfinite(mean), 0.0, np.nan)
     return mean, std
 
 
