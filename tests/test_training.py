@@ -606,3 +606,14 @@ def test_every_run_folder_holds_the_same_files_whatever_the_monitor(tiny_data, t
     assert listing(val) == listing(test)
     assert (test.run / files.EPOCHS / "val_acc.tsv").read_text() == "step\tval_acc\n"
     assert all(r["val_acc"] is None for r in files.read_epochs(test.run))
+
+
+def test_evaluation_batches_hold_a_fixed_budget_of_pixels():
+    """Evaluation memory must not grow with image_size: 1024 images at 32 px, a quarter per doubling."""
+    from thesislab.train.assemble import eval_batch_size
+
+    def at(size, configured=1024):
+        return eval_batch_size(tiny_config(image_size=size, engine={"eval_batch_size": configured}))
+
+    assert (at(32), at(64), at(128), at(16)) == (1024, 256, 64, 1024)
+    assert at(32, configured=100) == 100 and at(1024) == 1

@@ -21,6 +21,9 @@ from thesislab.train import checkpoint, models, schedules, transfer
 from thesislab.train.batches import Batches, Split
 from thesislab.train.trainer import Trainer
 
+# Evaluation runs without gradients, but its activations grow with batch x pixels: at 128 px a batch of 1024
+# images holds 1 GiB per feature map of 16 channels. Capped at 1024 images of 32x32 worth of pixels.
+EVAL_BATCH_PIXELS = 1024 * 32 * 32
 DIVERGED_LOSS_FACTOR = 100  # an epoch's mean loss this many times that of guessing means the weights blew up
 
 
@@ -181,11 +184,17 @@ def build_trainer(cfg, schedule, seed, data, rt, weights_dir=None, say=print) ->
     optimizer = make_optimizer(model, cfg, rt)
     augment = (cfg.augmentation.crop_padding, cfg.augmentation.flip) if cfg.augment else None
     train_batches = batches(data, data.train, cfg.batch_size, rt, augment)
-    eval_batches = {name: batches(data, split, cfg.engine.eval_batch_size, rt)
+    eval_batches = {name: batches(data, split, eval_batch_size(cfg), rt)
                     for name, split in (("val", data.val), ("test", data.test)) if split is not None}
     return Trainer(model, wrap(model, cfg, rt), optimizer,
                    schedules.make(schedule, optimizer, cfg, len(train_batches)), train_batches, eval_batches, rt, seed,
                    max_loss=DIVERGED_LOSS_FACTOR * math.log(len(data.classes)))
+
+
+def eval_batch_size(cfg) -> int:
+    """engine.eval_batch_size, at most EVAL_BATCH_PIXELS of images: evaluation memory does not grow with
+    image_size (1024 at 32 px, 64 at 128 px)."""
+    return max(1, min(cfg.engine.eval_batch_size, EVAL_BATCH_PIXELS // cfg.image_size**2))
 
 
 def batches(data, split, batch_size, rt, augment=None, shard=True):

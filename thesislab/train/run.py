@@ -64,7 +64,7 @@ def _train(cfg, schedule, seed, paths, rt, progress):
 
 
 def _write_outputs(cfg, data, trainer, paths):
-    test = assemble.batches(data, data.test, cfg.engine.eval_batch_size, trainer.rt, shard=False)
+    test = assemble.batches(data, data.test, assemble.eval_batch_size(cfg), trainer.rt, shard=False)
     predictions = trainer.predict(test)
     checkpoint.save_model(paths.model, trainer.model, name=cfg.model, classes=data.classes,
                           image_size=cfg.image_size, dropout=cfg.dropout, normalization=data.normalization)
