@@ -140,15 +140,21 @@ def test_plateau_watches_for_a_rise_and_cuts_by_its_factor():
     assert seen == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.01, 0.005])
 
 
-def test_onecycle_peaks_where_pct_start_says():
-    cfg = tiny_config(epochs=4, torch_schedules={"onecycle": {"pct_start": 0.5}})
+def onecycle_lrs(cfg, steps_per_epoch=10):
+    """The LR at every batch of a OneCycle run of cfg.epochs epochs."""
     opt = optimizer(cfg.lr)
-    sched = schedules.make("onecycle", opt, cfg, steps_per_epoch=10)
+    sched = schedules.make("onecycle", opt, cfg, steps_per_epoch)
     seen = []
-    for _ in range(40):
+    for _ in range(cfg.epochs * steps_per_epoch):
         seen.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.after_batch()
+    return seen
+
+
+def test_onecycle_peaks_where_pct_start_says():
+    cfg = tiny_config(epochs=4, torch_schedules={"onecycle": {"pct_start": 0.5}})
+    seen = onecycle_lrs(cfg)
     assert seen.index(max(seen)) == 19  # OneCycleLR's peak step: pct_start * 40 - 1
 
 
@@ -165,13 +171,7 @@ def test_torch_schedules_are_torchs_own():
 
 def test_onecycle_moves_every_batch_and_peaks_at_lr():
     cfg = tiny_config(epochs=4)
-    opt = optimizer(cfg.lr)
-    sched = schedules.make("onecycle", opt, cfg, steps_per_epoch=10)
-    seen = []
-    for _ in range(40):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.after_batch()
+    seen = onecycle_lrs(cfg)
     assert max(seen) == pytest.approx(cfg.lr, rel=1e-3)
     assert seen[0] < cfg.lr / 10 and seen[-1] < cfg.lr / 100
 

@@ -161,13 +161,28 @@ class Run:
         return self.folder / PREDICTIONS
 
 
+def epoch_file(column) -> str:
+    """A per-epoch column's file, relative to its run folder: a `step<TAB>column` header, then a line per epoch."""
+    return f"{EPOCHS}/{column}.tsv"
+
+
+def add_unlogged_columns(folder):
+    """A header-only file for each column DVCLive never logged (val_* with monitor: test), so that every run
+    folder holds the same files: `dvc exp apply` leaves files the applied experiment lacks in place, and a stray
+    val_acc.tsv from another experiment would make DVC see the run as changed and train it again."""
+    for column in EPOCH_COLUMNS[1:]:
+        path = Path(folder) / epoch_file(column)
+        if not path.exists():
+            path.write_text(f"step\t{column}\n")
+
+
 def read_epochs(folder, read_text=None) -> list:
     """The per-epoch rows of a run folder (read_text(relative path) reads from elsewhere, e.g. git)."""
     read_text = read_text or (lambda rel: (Path(folder) / rel).read_text())
     by_epoch = {}
     for column in EPOCH_COLUMNS[1:]:
         try:
-            text = read_text(f"{EPOCHS}/{column}.tsv")
+            text = read_text(epoch_file(column))
         except FileNotFoundError:
             continue  # never logged: undefined in every epoch
         for row in csv.DictReader(_io.StringIO(text), delimiter="\t"):

@@ -142,11 +142,5 @@ def write_run(folder, live_folder, labels, predictions, classes):
     with io.atomic_dir(folder) as tmp:
         shutil.copy2(Path(live_folder) / files.METRICS, tmp / files.METRICS)
         shutil.copytree(Path(live_folder) / files.EPOCHS, tmp / files.EPOCHS)
-        # A column never logged (val_* with monitor: test) gets a file with its header alone, so every run folder
-        # holds the same files: `dvc exp apply` leaves files the applied experiment lacks in place, and a stray
-        # val_acc.tsv from another experiment would make DVC see the run as changed and train it again.
-        for column in files.EPOCH_COLUMNS[1:]:
-            tsv = tmp / files.EPOCHS / f"{column}.tsv"
-            if not tsv.exists():
-                io.write_text(tsv, f"step\t{column}\n")
+        files.add_unlogged_columns(tmp)  # inside the atomic folder: written with the rest, or not at all
         files.write_predictions(tmp, labels, predictions, classes)
