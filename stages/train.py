@@ -17,7 +17,8 @@ from thesislab.train.assemble import RunPaths
 from thesislab.train.run import check, train
 
 
-def parse_args():
+def parse_args(argv=None):
+    """The stage's arguments (argv: a train stage's command line, as the sweep reads it from dvc.yaml)."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--schedule", required=True)
     # Text, not type=int: params.yaml is checked first, so that `-S 'seeds=[1.5]'` (which DVC's matrix passes here
@@ -29,10 +30,11 @@ def parse_args():
     ap.add_argument("--cache", required=True, help="folder for decoded-image arrays")
     ap.add_argument("--model", required=True, help="model file to write")
     ap.add_argument("--weights", required=True, help="folder that a `weights` file must lie in")
-    ap.add_argument("--checkpoints", required=True, help="folder for this run's checkpoint")
+    ap.add_argument("--checkpoints", required=True,
+                    help="this run's working folder (checkpoint, scratch log); not a DVC output")
     ap.add_argument("--out", required=True, help="this run's output folder")
-    ap.add_argument("--live", required=True, help="DVCLive's folder for the run training now")
-    return ap.parse_args()
+    ap.add_argument("--live", required=True, help="the live view: the files of the run that last finished an epoch")
+    return ap.parse_args(argv)
 
 
 def seed_number(text):
@@ -58,7 +60,7 @@ def main():
         relaunch_under_torchrun(cfg.engine.nproc)
     paths = RunPaths(
         root=Path(args.root), pathlist=Path(args.pathlist), stats=Path(args.stats), cache=Path(args.cache),
-        model=Path(args.model), weights=Path(args.weights), checkpoint=Path(args.checkpoints) / "last.pt",
+        model=Path(args.model), weights=Path(args.weights), work=Path(args.checkpoints),
         run=Path(args.out), live=Path(args.live),
     )
     train(cfg, args.schedule, seed, paths)

@@ -140,7 +140,7 @@ def fake_run(runs_dir, schedule, seed, rows, config="c", predictions=((0, 0), (1
     rows = [{**defaults, "epoch": e, **row} for e, row in enumerate(rows, 1)]
     name = files.run_name(schedule, seed)
     live = Path(runs_dir).parent / f"live-{name}"
-    log = LiveLog(live, name, rows)
+    log = LiveLog(live, Path(runs_dir).parent / "live-view", name, rows)
     log.finish(summarize(rows, "max_epochs", schedule=schedule, seed=seed, model="m", device="cpu", config=config))
     write_run(Path(runs_dir) / name, live, [a for a, _ in predictions], [p for _, p in predictions], list(classes))
     return files.read_run(runs_dir, name)

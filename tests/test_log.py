@@ -86,7 +86,7 @@ def test_the_live_summary_is_replaced_whole_never_half_written(tmp_path, monkeyp
 
     from thesislab.train.log import LiveLog
 
-    log = LiveLog(tmp_path / "live", "static-0", rows()[:1])
+    log = LiveLog(tmp_path / "live", tmp_path / "view", "static-0", rows()[:1])
     summary_file = tmp_path / "live" / "metrics.json"
     assert json.loads(summary_file.read_text())["step"] == 1
     real_open = io.open

@@ -23,7 +23,7 @@ def run_paths(tiny_data, out, schedule="static", seed=0):
     name = files.run_name(schedule, seed)
     return RunPaths(root=tiny_data / "raw", pathlist=tiny_data / "pathlist", stats=tiny_data / "stats.json",
                     cache=out / "cache", model=out / "models" / f"{name}.pt", weights=out / "weights",
-                    checkpoint=out / "checkpoints" / name / "last.pt", run=out / "runs" / name, live=out / "live")
+                    work=out / "checkpoints" / name, run=out / "runs" / name, live=out / "live")
 
 
 def run(tiny_data, out, schedule="static", seed=0, **over):
@@ -173,14 +173,35 @@ def test_settings_that_change_the_arithmetic_change_the_digest():
 
 def test_another_torch_or_thread_count_is_another_computation(monkeypatch):
     plain = digest(cpu())
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads + 1)
-        assert digest(cpu()) != plain
-    finally:
-        torch.set_num_threads(threads)
+    assert digest(cpu(), threads=2) != plain
     monkeypatch.setattr(torch, "__version__", "0.0.0")
     assert digest(cpu()) != plain
+
+
+def test_the_thread_count_is_the_param_not_the_machine():
+    """A 32-core node and a laptop compute with engine.threads threads, so their runs are one computation:
+    the digest follows the param, and setup makes torch use exactly that many."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 3)  # what another machine's default would be
+        assert digest(cpu()) == digest(cpu(), threads=1)
+        rt = runtime.setup(tiny_config(engine={"threads": 2}).engine)
+        assert torch.get_num_threads() == 2 and "2 threads" in runtime.describe(rt)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_worker_unlike_the_sweep_refuses_before_training(monkeypatch):
+    engine_cfg = tiny_config().engine
+    monkeypatch.setenv(runtime.EXPECT_TORCH, "0.0.0")
+    with pytest.raises(UserError, match=r"torch .* the sweep's runs use 0\.0\.0"):
+        runtime.setup(engine_cfg)
+    monkeypatch.setenv(runtime.EXPECT_TORCH, torch.__version__)
+    monkeypatch.setenv(runtime.EXPECT_DEVICE, "cuda")
+    with pytest.raises(UserError, match="would train on cpu, the sweep's runs train on cuda"):
+        runtime.setup(engine_cfg)
+    monkeypatch.setenv(runtime.EXPECT_DEVICE, "cpu")
+    assert runtime.setup(engine_cfg).device.type == "cpu"
 
 
 def test_checkpoint_from_other_code_is_not_resumed(tiny_data, tmp_path, capsys, monkeypatch):
@@ -200,7 +221,7 @@ def test_checkpoint_from_other_code_is_not_resumed(tiny_data, tmp_path, capsys, 
 
 def test_a_finished_run_keeps_no_checkpoint_and_a_rerun_starts_over(tiny_data, tmp_path, capsys):
     first, paths = run(tiny_data, tmp_path, epochs=4)
-    assert paths.checkpoint.parent.is_dir() and not paths.checkpoint.exists()
+    assert not paths.work.exists()  # checkpoint and scratch log gone: nothing for DVC or git to see
     capsys.readouterr()
     second, _ = run(tiny_data, tmp_path, epochs=4)
     assert "resuming" not in capsys.readouterr().out
@@ -331,7 +352,7 @@ def test_a_class_too_small_to_split_is_refused_not_scored_as_zero(tmp_path):
     files.write_pathlists(found.classes, found.files, tmp_path / "pl")
     files.write_stats(tmp_path / "stats.json", {"mean": [0.5] * 3, "std": [0.2] * 3, "count": 2, "pixels": 128})
     paths = RunPaths(root=root, pathlist=tmp_path / "pl", stats=tmp_path / "stats.json", cache=tmp_path / "c",
-                     model=tmp_path / "m.pt", weights=tmp_path / "w", checkpoint=tmp_path / "ck" / "last.pt",
+                     model=tmp_path / "m.pt", weights=tmp_path / "w", work=tmp_path / "ck",
                      run=tmp_path / "run", live=tmp_path / "live")
     with pytest.raises(UserError, match=r"val_fraction: class 'cat' has 1 training image\(s\).*monitor: test"):
         train(tiny_config(image_size=8), "dynamic", 0, paths, progress=False)

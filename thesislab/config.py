@@ -226,14 +226,16 @@ class Compare:
 
 @dataclass(frozen=True)
 class Engine:
-    """Where and how fast. device, bf16, compile and nproc change the arithmetic (other kernels, other rounding,
-    BatchNorm over each process's share of a batch), so they are part of what a checkpoint must match;
+    """Where and how fast. device, bf16, compile, nproc and threads change the arithmetic (other kernels, other
+    rounding, BatchNorm over each process's share of a batch, CPU reductions split another way), so they are part
+    of what a checkpoint must match;
     eval_batch_size and resident only change speed and memory (tests/test_training.py checks that)."""
 
     device: str = param("auto", _choice(DEVICES))
     compile: object = param(False, _choice(COMPILE_MODES))
     bf16: bool = param(True, _boolean)
     nproc: int = param(1, _integer(1, 1024))
+    threads: int = param(1, _integer(1, 1024))
     resident: object = param("auto", _choice(("auto", True, False)))
     eval_batch_size: int = param(1024, _integer(1))
 

@@ -8,6 +8,9 @@ names inside those folders, and what each file holds, are defined below and nowh
     path lists  <pathlist>/train.txt, test.txt   written by pathlist; read by stats, train, predict
                 <pathlist>/classes.txt
     stats       stats.json                       written by stats; read by train
+    a run's     <work>/last.pt                   written by train while the run is unfinished (its checkpoint
+    work                                         and DVCLive's files); deleted when it finishes. Not a DVC
+                <work>/live/                     output: a sweep's workers resume from it, DVC never sees it
     a run       <run>/metrics.json               written by train@<schedule>-<seed> (through DVCLive);
                 <run>/plots/metrics/<column>.tsv    read by compare
                 <run>/predictions.csv
@@ -130,6 +133,20 @@ def read_normalization(path) -> dict:
     if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
         raise UserError(f"{path}: stats need 3 finite means and 3 positive stds; rerun the stats stage")
     return {"mean": mean, "std": std}
+
+
+# --- a training run's working folder: what an unfinished run leaves, read by its resumption and the sweep ------
+
+CHECKPOINT, RUN_LOG = "last.pt", "live"
+
+
+def checkpoint_file(work) -> Path:
+    return Path(work) / CHECKPOINT
+
+
+def run_log_folder(work) -> Path:
+    """DVCLive's folder for the run while it trains: its metrics.json says the epoch reached (step)."""
+    return Path(work) / RUN_LOG
 
 
 # --- a training run's folder ----------------------------------------------------------------------------------

@@ -35,9 +35,17 @@ class RunPaths:
     cache: Path  # decoded-image cache folder
     model: Path  # the model file to write
     weights: Path  # the folder a `weights` file must lie in
-    checkpoint: Path  # this run's checkpoint file, kept only while the run is unfinished
+    work: Path  # this run's working folder (its checkpoint and DVCLive's files), kept only while it is unfinished
     run: Path  # this run's output folder (files.py names what is inside)
-    live: Path  # DVCLive's folder for the run training now (dvc exp show reads it while it trains)
+    live: Path  # the live view: the files of the run that last finished an epoch (dvc exp show reads them)
+
+    @property
+    def checkpoint(self) -> Path:
+        return files.checkpoint_file(self.work)
+
+    @property
+    def log(self) -> Path:
+        return files.run_log_folder(self.work)
 
 
 @dataclass

@@ -62,11 +62,6 @@ def save(path, state: dict):
     io.write_torch(path, state)
 
 
-def discard(path):
-    """Delete a finished run's checkpoint: it could only ever resume the same finished run."""
-    Path(path).unlink(missing_ok=True)
-
-
 def load(path) -> dict:
     """Read a checkpoint or model file safely (tensors and plain containers only)."""
     try:

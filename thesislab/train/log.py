@@ -1,17 +1,21 @@
 """What a run records: a row per epoch, and the summary of those rows. Each summary number is defined here once.
 
 EpochLog keeps the rows (for the checkpoint and the summary); LiveLog, beside it, also sends every epoch
-through DVCLive into the live folder (metrics/live), which `dvc exp show` and the VS Code extension read
-while the run trains. When the run ends, that folder (DVCLive's summary and per-epoch files) becomes the
-run's folder, with the test predictions beside it.
+through DVCLive into the run's scratch folder and copies it to the live view (metrics/live), which `dvc exp
+show` and the VS Code extension read while the run trains. When the run ends, the scratch folder (DVCLive's
+summary and per-epoch files) becomes the run's folder, with the test predictions beside it.
 """
 
+import contextlib
+import fcntl
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 from thesislab import files, io
+from thesislab.errors import UserError
 
 
 class EpochLog:
@@ -42,13 +46,17 @@ class EpochLog:
 
 
 class LiveLog(EpochLog):
-    """An EpochLog that also logs each epoch with DVCLive (step = epoch). The live folder is emptied when a
-    run starts and a resumed run's epochs are logged again first, so it holds every epoch exactly once."""
+    """An EpochLog that also logs each epoch with DVCLive (step = epoch) into the run's own scratch folder, and
+    copies that folder to the live view (metrics/live) after every epoch. The scratch folder is emptied when a
+    run starts and a resumed run's epochs are logged again first, so it holds every epoch exactly once. Runs
+    trained at once (a sweep) each log in their own folder and share the view, which shows the last run to
+    finish an epoch: one run's files, never two runs' mixed."""
 
-    def __init__(self, folder, name, rows=()):
+    def __init__(self, folder, view, name, rows=()):
         # dvcyaml=False: dvc.yaml declares what to show; no report, no experiment of DVCLive's own.
         self.live = _atomic_live()(str(folder), resume=False, report=None, save_dvc_exp=False, dvcyaml=False)
-        self.name = name
+        self.folder, self.view, self.name = Path(folder), Path(view), name
+        self._view_failed = False
         super().__init__(rows)
 
     def append(self, row):
@@ -59,6 +67,7 @@ class LiveLog(EpochLog):
             if _finite(row[column]):  # an undefined value has no line (NaN would be written as text)
                 self.live.log_metric(column, row[column])
         self.live.next_step()
+        self.publish()
         return row
 
     def finish(self, summary):
@@ -68,10 +77,41 @@ class LiveLog(EpochLog):
         self.live.make_summary()
 
     def retire(self):
-        """Once the run's folder holds its results, the live summary says only which run trained last and how
+        """Once the run's folder holds its results, the live view says only which run trained last and how
         far: `dvc exp show` then shows the comparison's numbers, not one run's beside them."""
         self.live.summary = {"run": self.name}
         self.live.make_summary()
+        self.publish()
+
+    def publish(self):
+        """Copy the scratch folder's files to the view, one atomic file at a time, holding the view's lock so that
+        two runs never interleave their files. The view is a display: failing to refresh it never stops a run."""
+        try:
+            self.view.mkdir(parents=True, exist_ok=True)
+            with _locked(self.view.parent / f".{self.view.name}.lock"):
+                wanted = {files.METRICS, *(files.epoch_file(c) for c in files.EPOCH_COLUMNS[1:])}
+                for rel in sorted(wanted - {files.METRICS}):
+                    src, dst = self.folder / rel, self.view / rel
+                    if src.exists():
+                        io.write_bytes(dst, src.read_bytes())
+                    else:  # a column this run never logged: another run's file must not stand in for it
+                        dst.unlink(missing_ok=True)
+                io.write_bytes(self.view / files.METRICS, (self.folder / files.METRICS).read_bytes())
+        except (OSError, UserError) as err:
+            if not self._view_failed:
+                print(f"warning: could not refresh the live view {self.view} ({err}); training goes on",
+                      file=sys.stderr)
+            self._view_failed = True
+
+
+@contextlib.contextmanager
+def _locked(path):
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _atomic_live():

@@ -1,9 +1,10 @@
 """One (schedule, seed) run, start to finish: the train stage's one call.
 
 Check the names the run needs, choose the device, assemble the run (resuming an interrupted one), train it
-until a stop rule fires, then write the model and the run's folder, and drop the checkpoint.
+until a stop rule fires, then write the model and the run's folder, and drop its working folder (checkpoint and scratch log).
 """
 
+import shutil
 import sys
 
 from thesislab import config, files
@@ -42,8 +43,7 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     digest = checkpoint.config_digest(cfg, runtime.computation(rt, cfg.engine), assemble.data_files(paths, cfg.weights))
     fingerprint = checkpoint.fingerprint(digest, schedule, seed)
     rows = assemble.resume(trainer, paths.checkpoint, fingerprint, say)
-    log = LiveLog(paths.live, name, rows) if rt.main else EpochLog(rows)  # under DDP only rank 0 logs
-    paths.checkpoint.parent.mkdir(parents=True, exist_ok=True)  # the stage's output, even if never filled
+    log = LiveLog(paths.log, paths.live, name, rows) if rt.main else EpochLog(rows)  # under DDP only rank 0 logs
 
     def save_checkpoint(epoch, rows):
         if rt.main:
@@ -58,7 +58,7 @@ def _train(cfg, schedule, seed, paths, rt, progress):
         log.finish(summary)
         _write_outputs(cfg, data, trainer, paths)
         log.retire()
-        checkpoint.discard(paths.checkpoint)
+        shutil.rmtree(paths.work, ignore_errors=True)  # the checkpoint could only resume this finished run
         _say_summary(name, summary, say)
     return summary
 
@@ -68,7 +68,7 @@ def _write_outputs(cfg, data, trainer, paths):
     predictions = trainer.predict(test)
     checkpoint.save_model(paths.model, trainer.model, name=cfg.model, classes=data.classes,
                           image_size=cfg.image_size, dropout=cfg.dropout, normalization=data.normalization)
-    write_run(paths.run, paths.live, data.test.labels.cpu().tolist(), predictions.tolist(), data.classes)
+    write_run(paths.run, paths.log, data.test.labels.cpu().tolist(), predictions.tolist(), data.classes)
 
 
 def _say_summary(name, s, say):

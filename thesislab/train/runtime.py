@@ -60,9 +60,29 @@ def pick_device(preference) -> torch.device:
     return torch.device(preference)
 
 
+# Set by the sweep (thesislab.sweep) for each run it starts: what every run of one sweep must share. A worker that
+# differs (another torch, no GPU where one was asked for) refuses before reading any data, in one line.
+EXPECT_TORCH, EXPECT_DEVICE = "THESISLAB_EXPECT_TORCH", "THESISLAB_EXPECT_DEVICE"
+
+
+def check_expected(device):
+    want_torch, want_device = os.environ.get(EXPECT_TORCH), os.environ.get(EXPECT_DEVICE)
+    if want_torch and want_torch != torch.__version__:
+        raise UserError(f"this worker has torch {torch.__version__}, the sweep's runs use {want_torch}: its results "
+                        "could not be compared with theirs; install the same version (constraints.txt)")
+    if want_device and want_device != device.type:
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+        raise UserError(f"this worker would train on {device.type}, the sweep's runs train on {want_device} "
+                        f"(CUDA_VISIBLE_DEVICES={gpus}); refused before training")
+
+
 def setup(engine) -> Runtime:
     """Choose the device and, under torchrun (WORLD_SIZE > 1), join the process group."""
     device = pick_device(engine.device)
+    check_expected(device)
+    # A fixed thread count, not "every core": CPU reductions split by thread round differently, so the same params
+    # give the same numbers on a laptop, a 32-core node and each of a sweep's runs.
+    torch.set_num_threads(engine.threads)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if world > 1:
         if device.type == "cuda":
@@ -89,8 +109,9 @@ def computation(rt: Runtime, engine) -> dict:
     """How the arithmetic is done, as resolved on this machine: what a resumed run must share with the run
     that saved the checkpoint. `device: auto` and `device: cpu` are the same computation on a CPU-only
     machine; bf16 is only in effect on CUDA."""
-    # torch's version (other kernels) and the CPU thread count (reductions split another way) change rounding too.
-    threads = torch.get_num_threads() if rt.device.type == "cpu" else None
+    # torch's version (other kernels) and the CPU thread count (reductions split another way) change rounding too;
+    # engine.threads fixes the count, which is what a sweep's workers all set.
+    threads = engine.threads if rt.device.type == "cpu" else None
     return {"device": rt.device.type, "bf16": rt.bf16, "channels_last": rt.channels_last, "compile": engine.compile,
             "processes": rt.world, "eval_batch_size": engine.eval_batch_size, "torch": torch.__version__,
             "threads": threads}

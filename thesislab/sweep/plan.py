@@ -1,0 +1,133 @@
+"""The DVC side of a sweep: which train stages need training, the command each runs, and recording what
+finished so that dvc.lock says what a serial `dvc repro` would.
+
+Recording is `dvc commit` of each finished stage (DVC hashes its deps, params and outputs into dvc.lock and its
+cached outputs into the cache, as `dvc repro` does after running a command), then `dvc repro`, which finds the
+train stages up to date and runs the comparison. docs/design.md says why not the run-cache.
+"""
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from thesislab import config, io
+from thesislab.errors import UserError
+
+TRAIN = "train"  # the matrix stage in dvc.yaml: train@<schedule>-<seed>
+STATE = Path(".sweep")  # logs and status files of the sweep's runs (git- and DVC-ignored)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One stale train stage, as the engines run it."""
+
+    name: str  # <schedule>-<seed>
+    stage: str  # train@<name>
+    cmd: str  # the stage's command, exactly as dvc.yaml resolves it
+    work: Path  # the run's working folder (--checkpoints): its checkpoint and live log
+    out: Path  # the run's folder (--out)
+    epochs: int
+    key: str  # what the stage's outputs are made from (deps' hashes, params): checked again before recording
+
+    @property
+    def status(self) -> Path:
+        return STATE / "runs" / f"{self.name}.json"
+
+    @property
+    def log(self) -> Path:
+        return STATE / "logs" / f"{self.name}.log"
+
+
+def dvc(*args, capture=False):
+    """A DVC command, as the user would type it, its output shown (or captured)."""
+    sys.stdout.flush()
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
+                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+    if result.returncode != 0:
+        tail = (result.stdout or "").strip().splitlines()[-1:] if capture else []
+        raise UserError(f"dvc {' '.join(args)} failed (exit {result.returncode}){': ' + tail[0] if tail else ''}")
+    return result.stdout
+
+
+def set_params(overrides):
+    """-S key=value, applied by DVC's own code as `dvc exp run -S` applies them, to a copy of params.yaml that
+    replaces it only once the params it holds pass every check: a bad value leaves params.yaml as it was."""
+    from dvc.utils.cli_parse import to_path_overrides
+    from dvc.utils.hydra import apply_overrides
+
+    for path, values in to_path_overrides(overrides).items():
+        if Path(path).name != "params.yaml":
+            raise UserError(f"-S {values[0]}: only params.yaml holds this pipeline's params")
+        with io.atomic_path(path) as tmp:
+            shutil.copyfile(path, tmp)
+            try:
+                apply_overrides(str(tmp), values)
+            except Exception as err:  # DVC's override errors carry Hydra's reason as their cause
+                reason = str(err.__cause__ or err).splitlines()
+                raise UserError(f"-S {' '.join(values)}: {'; '.join(reason[:2])}") from None
+            config.load(tmp)
+
+
+def _repo():
+    from dvc.repo import Repo
+
+    return Repo(".")
+
+
+def _train_stages(repo):
+    return [s for s in repo.index.stages if s.addressing.startswith(TRAIN + "@")]
+
+
+def upstream_stages() -> list:
+    """The stages the train matrix depends on (download, pathlist, stats), to run first, here."""
+    import networkx as nx
+
+    repo = _repo()
+    graph = repo.index.graph
+    trains = _train_stages(repo)
+    found = set()
+    for stage in trains:
+        found |= set(nx.descendants(graph, stage))  # DVC's graph points from a stage to what it depends on
+    return sorted((s.addressing for s in found if s not in trains), key=lambda a: a)
+
+
+def _key(stage) -> str:
+    stage.save_deps()
+    return json.dumps({"cmd": stage.cmd, "deps": {d.def_path: d.hash_info.to_dict() for d in stage.deps}},
+                      sort_keys=True, default=str)
+
+
+def stale_tasks(epochs) -> list:
+    """A Task for every train stage whose deps, params, command or outputs differ from dvc.lock."""
+    from stages.train import parse_args
+
+    repo = _repo()
+    tasks = []
+    with repo.lock:
+        for stage in _train_stages(repo):
+            if not stage.changed():
+                continue
+            args = parse_args(shlex.split(stage.cmd)[3:])  # python -m stages.train <args>
+            name = stage.addressing.split("@", 1)[1]
+            tasks.append(Task(name, stage.addressing, stage.cmd, Path(args.checkpoints), Path(args.out), epochs,
+                              _key(stage)))
+    return tasks
+
+
+def unchanged(tasks) -> tuple:
+    """(tasks whose deps and params are still what they were when the sweep started, those that changed)."""
+    repo = _repo()
+    with repo.lock:
+        now = {s.addressing: s for s in _train_stages(repo)}
+        same = [t for t in tasks if t.stage in now and _key(now[t.stage]) == t.key]
+    return same, [t for t in tasks if t not in same]
+
+
+def record(tasks):
+    """dvc commit the finished runs' stages: dvc.lock gets the entries `dvc repro` would have written."""
+    if tasks:
+        dvc("commit", "--force", "--quiet", *[t.stage for t in tasks])

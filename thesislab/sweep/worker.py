@@ -1,0 +1,63 @@
+"""What every engine's task runs: one train stage's command, with its output in the run's log and its state in
+the run's status file (which the sweep's progress board reads, on this host or from a shared filesystem).
+
+    python -m thesislab.sweep.worker STATUS LOG -- CMD
+
+Exits with the command's status. The status file is {"state": running|done|failed, "where", "attempt", "rc"};
+each start counts an attempt, so a retried or requeued task says how many times it ran.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from thesislab import io
+
+
+def read_status(path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+WHERE = "THESISLAB_WHERE"  # set by an engine that knows better than the host name (Ray: the node's id)
+
+
+def where() -> str:
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return os.environ.get(WHERE, socket.gethostname()) + (f" gpu {gpus}" if gpus not in (None, "") else "")
+
+
+def run(status, log, cmd) -> int:
+    attempt = read_status(status).get("attempt", 0) + 1
+    started = time.time()
+    io.write_json(status, {"state": "running", "where": where(), "attempt": attempt, "started": started})
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"--- attempt {attempt} on {where()}: {cmd}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(cmd, shell=True, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:  # the sweep was cancelled: the stage got the same signal and stops cleanly
+            rc = proc.wait()
+    state = "done" if rc == 0 else "failed"
+    io.write_json(status, {"state": state, "where": where(), "attempt": attempt, "rc": rc,
+                           "seconds": round(time.time() - started, 1)})
+    return rc
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 4 or argv[2] != "--":
+        sys.exit("usage: python -m thesislab.sweep.worker STATUS LOG -- CMD")
+    sys.exit(run(argv[0], argv[1], " ".join(argv[3:])))
+
+
+if __name__ == "__main__":
+    main()
