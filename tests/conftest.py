@@ -144,3 +144,15 @@ def fake_run(runs_dir, schedule, seed, rows, config="c", predictions=((0, 0), (1
     log.finish(summarize(rows, "max_epochs", schedule=schedule, seed=seed, model="m", device="cpu", config=config))
     write_run(Path(runs_dir) / name, live, [a for a, _ in predictions], [p for _, p in predictions], list(classes))
     return files.read_run(runs_dir, name)
+
+
+# Slow enough to interrupt at a checkpoint of a test's choosing (batch 2: about 0.1 s an epoch), tiny all the same.
+SLOW = {"epochs": 20, "batch_size": 2, "loss_stop": 0, "checkpoint_every": 1}
+
+
+@pytest.fixture(scope="session")
+def slow_serial(tmp_path_factory):
+    """A serial `dvc repro` of the SLOW params: what every interrupted or remote sweep must land as."""
+    project = make_project(tmp_path_factory.mktemp("serial") / "proj", **SLOW)
+    project.dvc("repro")
+    return project

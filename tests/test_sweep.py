@@ -83,18 +83,23 @@ def test_local_sweep_lands_as_a_serial_repro(serial, tmp_path):
     assert "every train stage is up to date" in again and "Running stage" not in again
 
 
-def test_a_named_sweep_is_an_experiment_like_exp_run(serial, tmp_path):
+def test_a_named_sweep_is_an_experiment_like_exp_run(tmp_path):
     swept = make_project(tmp_path / "proj")
     sweep(swept, "-S", "compare.min_effect=1", "-n", "wide-margin")
-    shown = json.loads(swept.dvc("exp", "show", "--json").stdout)
-    names = [e.get("name") for base in shown for e in (base.get("experiments") or [])
-             for e in ([e] if "name" in e else [])]
-    assert "wide-margin" in names, shown
-    exp = json.loads(swept.dvc("exp", "show", "--json", "--only-changed").stdout)
-    assert yaml.safe_load(swept.read("params.yaml"))["compare"]["min_effect"] == 1
-    assert "wide-margin" in swept.dvc("exp", "list", "--name-only").stdout
-    diff = swept.dvc("params", "diff", "HEAD", "--json").stdout
-    assert "min_effect" in diff and exp
+    assert swept.dvc("exp", "list", "--name-only").stdout.split() == ["wide-margin"]
+    ref = next(r for r in swept.git("for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
+               if r.endswith("/wide-margin"))
+    # The experiment commit holds what `dvc exp run` would: params, lock, every run folder and the comparison.
+    committed = swept.git("ls-tree", "-r", "--name-only", ref).stdout.split()
+    for path in ("dvc.lock", "metrics/comparison.json", "plots/comparison.md", "models/.gitignore",
+                 "metrics/runs/static-0/metrics.json", "metrics/runs/dynamic-0/predictions.csv"):
+        assert path in committed, path
+    assert not any(p.startswith("data/raw/") and not p.endswith(".gitignore") for p in committed)
+    assert yaml.safe_load(swept.git("show", f"{ref}:params.yaml").stdout)["compare"]["min_effect"] == 1
+    shown = swept.dvc("exp", "show", "--no-pager", "--csv").stdout
+    assert "wide-margin" in shown
+    diff = json.loads(swept.dvc("params", "diff", "HEAD", ref, "--json").stdout)
+    assert (diff["params.yaml"]["compare.min_effect"]["old"], diff["params.yaml"]["compare.min_effect"]["new"]) == (0.5, 1)
 
 
 def test_bad_options_are_one_line_before_any_work(tmp_path):

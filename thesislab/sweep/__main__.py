@@ -23,6 +23,7 @@ from thesislab import config
 from thesislab.errors import UserError, stage_main
 from thesislab.sweep import engines, plan
 from thesislab.sweep.board import Board
+from thesislab.sweep.worker import describe_exit, read_status
 
 ENGINES = ("local", "slurm", "ray")
 
@@ -141,9 +142,15 @@ def sweep(opts):
         train(engine, tasks, opts)
     else:
         print("sweep: every train stage is up to date")
-    plan.dvc("repro")
+    # --allow-missing: a committed run whose model file is only absent (a fresh clone) is not trained again.
+    plan.dvc("repro", "--allow-missing")
+    absent = plan.missing_cached_outputs()
+    if absent:
+        print(f"note: {len(absent)} runs are up to date but their model files are not here ({absent[0]}, ...): "
+              "DVC's cache is not in git; `dvc pull` brings them from a remote, `dvc repro -f -s train@<run>` "
+              "trains one again")
     if opts.name or opts.set_param:
-        plan.dvc("exp", "save", "--force", *(["-n", opts.name] if opts.name else []))
+        plan.save_experiment(opts.name)
     lock.close()
 
 
@@ -164,14 +171,12 @@ def train(engine, tasks, opts):
     _record(done)
     missing = [t for t in tasks if t not in done]
     if missing:
-        names = ", ".join(f"{t.stage} (exit {outcome.get(t.name)}; log {t.log})" for t in missing)
+        names = ", ".join(f"{t.stage} ({describe_exit(outcome.get(t.name))}; log {t.log})" for t in missing)
         raise UserError(f"{len(missing)} of {len(tasks)} runs did not finish: {names}; the comparison was not "
                         "updated; run the sweep again to train only those")
 
 
 def _finished(task) -> bool:
-    from thesislab.sweep.worker import read_status
-
     return read_status(task.status).get("state") == "done"
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from thesislab import files
-from thesislab.sweep.worker import read_status
+from thesislab.sweep.worker import describe_exit, read_status
 
 
 class Board:
@@ -43,7 +43,7 @@ class Board:
             text = f"done     test {acc}%" if acc is not None else "done"
             text += f"  {status.get('seconds', 0):.0f}s"
         else:  # failed, or queued (with the engine's note, if any)
-            text = f"failed   exit {status.get('rc')} (log: {task.log})" if state == "failed" else "queued"
+            text = f"failed   {describe_exit(status.get('rc'))} (log: {task.log})" if state == "failed" else "queued"
         note = self.notes.get(task.name)
         return f"{task.stage:<24} {text}{where}{retry}" + (f"  {note}" if note and state != "done" else "")
 

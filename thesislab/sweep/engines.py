@@ -24,7 +24,7 @@ from pathlib import Path
 
 from thesislab.errors import EXIT_USER_ERROR, UserError
 from thesislab.sweep.plan import STATE
-from thesislab.sweep.worker import WHERE, read_status
+from thesislab.sweep.worker import LOST, WHERE, describe_exit, read_status
 
 
 def worker_cmd(task) -> list:
@@ -90,7 +90,7 @@ class Local:
                 if not retryable(rc) or self.cancelled.is_set():
                     return rc
                 if attempt < retries:
-                    board.note(task, f"exit {rc}: retrying, resuming from its checkpoint")
+                    board.note(task, f"{describe_exit(rc)}: started again, resuming from its checkpoint")
             return rc
         finally:
             free.put(slot)
@@ -217,10 +217,9 @@ class Slurm:
             status = read_status(t.status)
             rc = status.get("rc") if status.get("state") in ("done", "failed") else None
             if rc is None:
-                rc = -1  # left the queue without finishing: cancelled, timed out or its node lost
-                board.note(t, "lost (killed, timed out or node lost)")
+                rc = LOST  # left the queue without finishing: cancelled, timed out or its node lost
             if retryable(rc) and tries[t.name] <= retries:
-                board.note(t, f"exit {rc}: submitted again, resuming from its checkpoint")
+                board.note(t, f"{describe_exit(rc)}: submitted again, resuming from its checkpoint")
                 again.append(t)
             else:
                 outcome[t.name] = rc
@@ -306,7 +305,7 @@ class Ray:
                 try:
                     outcome[name] = self.ray.get(ref)
                 except self.ray.exceptions.RayError as err:
-                    outcome[name] = read_status(next(t for t in tasks if t.name == name).status).get("rc", -1)
+                    outcome[name] = read_status(next(t for t in tasks if t.name == name).status).get("rc", LOST)
                     board.note(next(t for t in tasks if t.name == name), f"failed: {str(err).splitlines()[0][:80]}")
         except KeyboardInterrupt:
             self.cancel()

@@ -101,15 +101,36 @@ def _key(stage) -> str:
                       sort_keys=True, default=str)
 
 
+def _stale(stage) -> bool:
+    """Whether a train stage must train: its command, deps or params differ from dvc.lock, or an output differs
+    other than by a cached file that is merely absent. A fresh clone has the run folders (git) but not the
+    model files (DVC's cache, not in git): its committed runs stand, as `dvc repro --allow-missing` keeps them."""
+    if stage.changed_stage() or stage.changed_deps():
+        return True
+    for out in stage.outs:
+        status = out.status().get(str(out))
+        if status and not (out.use_cache and status in ("deleted", "not in cache")):
+            return True
+    return False
+
+
+def missing_cached_outputs() -> list:
+    """Cached outputs (model files) of up-to-date train stages that are not in this workspace."""
+    repo = _repo()
+    with repo.lock:
+        return [str(o) for s in _train_stages(repo) for o in s.outs
+                if o.use_cache and o.status().get(str(o)) in ("deleted", "not in cache")]
+
+
 def stale_tasks(epochs) -> list:
-    """A Task for every train stage whose deps, params, command or outputs differ from dvc.lock."""
+    """A Task for every train stage that must train (see _stale)."""
     from stages.train import parse_args
 
     repo = _repo()
     tasks = []
     with repo.lock:
         for stage in _train_stages(repo):
-            if not stage.changed():
+            if not _stale(stage):
                 continue
             args = parse_args(shlex.split(stage.cmd)[3:])  # python -m stages.train <args>
             name = stage.addressing.split("@", 1)[1]
@@ -131,3 +152,25 @@ def record(tasks):
     """dvc commit the finished runs' stages: dvc.lock gets the entries `dvc repro` would have written."""
     if tasks:
         dvc("commit", "--force", "--quiet", *[t.stage for t in tasks])
+
+
+def git_outputs() -> list:
+    """What an experiment commit must carry that git does not track yet: the outputs that live in git (cache:
+    false, not git-ignored: run folders, the comparison, figures) and the .gitignore files DVC writes beside
+    cached ones. `dvc exp run` adds the outputs of the stages it ran; after a sweep it ran only compare."""
+    repo = _repo()
+    found = set()
+    for stage in repo.index.stages:
+        for out in stage.outs:
+            path = Path(out.def_path)
+            if not out.use_cache and path.exists() and not repo.scm.is_ignored(str(path.resolve())):
+                found.add(str(path))
+            elif out.use_cache and (path.parent / ".gitignore").exists():
+                found.add(str(path.parent / ".gitignore"))
+    return sorted(found)
+
+
+def save_experiment(name):
+    """The workspace as a DVC experiment (`dvc exp save`), named like `dvc exp run -n` would name it."""
+    include = [arg for path in git_outputs() for arg in ("--include-untracked", path)]
+    dvc("exp", "save", "--force", *(["-n", name] if name else []), *include)

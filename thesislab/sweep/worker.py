@@ -9,6 +9,7 @@ each start counts an attempt, so a retried or requeued task says how many times 
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -46,10 +47,29 @@ def run(status, log, cmd) -> int:
             rc = proc.wait()
         except KeyboardInterrupt:  # the sweep was cancelled: the stage got the same signal and stops cleanly
             rc = proc.wait()
+    if rc < 0:  # killed by a signal: exit as a shell would (128 + n), so every engine reads one number
+        rc = 128 - rc
     state = "done" if rc == 0 else "failed"
     io.write_json(status, {"state": state, "where": where(), "attempt": attempt, "rc": rc,
                            "seconds": round(time.time() - started, 1)})
     return rc
+
+
+def describe_exit(rc) -> str:
+    """How a run ended, in words: exit 1, killed by SIGKILL, lost (no status: its node or job went away)."""
+    if rc is None or rc == LOST:
+        return "lost: killed, timed out or its node went away"
+    if rc < 0:  # the worker itself was killed (Popen's convention)
+        rc = 128 - rc
+    if rc > 128:
+        try:
+            return f"killed by {signal.Signals(rc - 128).name}"
+        except ValueError:
+            pass
+    return f"exit {rc}"
+
+
+LOST = "lost"  # what an engine reports for a task that ended without a status
 
 
 def main(argv=None):

@@ -1,0 +1,79 @@
+"""Nothing retrained for nothing: runs whose inputs did not change are reused in the workspace, a fresh clone,
+`dvc exp run --temp` and `--queue`, and by the sweep; Python's bytecode is no code a stage depends on.
+
+One tiny project (module scope) with its baseline committed, as a user's repository would be.
+"""
+
+import sys
+import time
+
+import pytest
+from conftest import make_project
+
+pytestmark = pytest.mark.e2e
+
+
+def ran(result):
+    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory):
+    proj = make_project(tmp_path_factory.mktemp("reuse") / "proj")
+    first = proj.dvc("repro")
+    assert "is empty" not in first.stdout + first.stderr  # no empty output folder for DVC to warn of
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "baseline run")
+    return proj
+
+
+def test_bytecode_is_not_code_a_stage_depends_on(proj):
+    cache = proj.path / "thesislab" / "train" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "loop.cpython-311.pyc").write_bytes(b"\x00" * 64)  # what any `python -m thesislab...` writes
+    assert "Data and pipelines are up to date" in proj.dvc("status").stdout
+
+
+def test_a_compare_only_change_runs_compare_only_in_temp_queue_and_the_workspace(proj):
+    # A temporary copy holds git's files and DVC's cache: the images (kept out of the cache) are drawn again by
+    # download, and nothing else runs but compare; --allow-missing skips the drawing too.
+    temp = proj.dvc("exp", "run", "--temp", "-S", "compare.min_effect=1")
+    assert ran(temp) == ["download", "compare"], temp.stdout
+    temp = proj.dvc("exp", "run", "--temp", "--allow-missing", "-S", "compare.min_effect=1.5")
+    assert ran(temp) == ["compare"], temp.stdout
+
+    proj.dvc("exp", "run", "--queue", "-n", "queued-margin", "-S", "compare.min_effect=2")
+    proj.dvc("queue", "start", "-j", "1")
+    deadline = time.time() + 240
+    while "Success" not in proj.dvc("queue", "status").stdout:
+        assert time.time() < deadline and "Failed" not in proj.dvc("queue", "status").stdout
+        time.sleep(1)
+    logs = proj.dvc("queue", "logs", "queued-margin")
+    assert ran(logs) == ["download", "compare"], logs.stdout
+
+    here = proj.dvc("exp", "run", "-S", "compare.min_effect=3")
+    assert ran(here) == ["compare"], here.stdout
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
+
+
+def fresh_clone(proj, dest):
+    proj.run("git", "clone", "-q", str(proj.path), str(dest))
+    clone = type(proj)(dest)
+    clone.git("config", "user.name", "Test")
+    clone.git("config", "user.email", "test@example.com")
+    return clone
+
+
+def test_a_fresh_clone_reuses_the_committed_runs(proj, tmp_path):
+    """A clone has the run folders (git) but not the model files (DVC's cache): --allow-missing and the sweep
+    keep the committed runs and recompute only what changed."""
+    clone = fresh_clone(proj, tmp_path / "clone")
+    result = clone.dvc("exp", "run", "--allow-missing", "-S", "compare.min_effect=1")
+    assert ran(result) == ["compare"], result.stdout
+
+    other = fresh_clone(proj, tmp_path / "other")
+    swept = other.run(sys.executable, "-m", "thesislab.sweep")
+    assert "every train stage is up to date" in swept.stdout
+    assert not [s for s in ran(swept) if s.startswith("train@")]
+    assert "runs are up to date but their model files are not here" in swept.stdout

@@ -1,0 +1,107 @@
+"""The sweep under faults, on the local engine: a run killed midway, a run that never finishes, Ctrl-C, and a
+second sweep started beside the first. Every result is checked against a serial `dvc repro` of the same params.
+
+Marked `engines` (they interrupt real sweeps, about a minute): `make test-engines` and CI run them.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from conftest import SLOW, make_project
+from test_sweep import assert_lands_as, sweep
+
+pytestmark = pytest.mark.engines
+
+
+
+def start_sweep(project, *args):
+    return subprocess.Popen([sys.executable, "-m", "thesislab.sweep", *args], cwd=project.path, env=project.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def train_processes(project, schedule=None):
+    """The train stages running in this project (found by their working directory and command line)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if p.info["cwd"] == str(project.path) and "-m stages.train" in cmd and "thesislab.sweep.worker" not in cmd:
+            if schedule is None or f"--schedule {schedule} " in cmd:
+                found.append(p)
+    return found
+
+
+def wait_for_checkpoint(project, name, timeout=120):
+    ckpt = project.path / "checkpoints" / name / "last.pt"
+    deadline = time.time() + timeout
+    while not ckpt.exists():
+        assert time.time() < deadline, f"no checkpoint for {name}"
+        time.sleep(0.02)
+
+
+def kill_run(project, schedule, timeout=120):
+    """SIGKILL a run's train process once it has saved a checkpoint of its own: a crash, an OOM kill, a lost
+    node, at a moment when there is something to resume."""
+    ckpt = project.path / "checkpoints" / f"{schedule}-0" / "last.pt"
+    deadline = time.time() + timeout
+    while True:
+        assert time.time() < deadline, f"no running {schedule}-0 with a fresh checkpoint"
+        procs = train_processes(project, schedule)
+        if procs and ckpt.exists() and ckpt.stat().st_mtime > procs[0].create_time():
+            break
+        time.sleep(0.02)
+    for p in procs:
+        p.kill()
+
+
+def test_a_killed_run_is_missing_then_resumed_and_a_retried_one_lands_the_same(slow_serial, tmp_path):
+    project = make_project(tmp_path / "proj", **SLOW)
+    # No retries: the killed run is missing, the comparison is not written, the other run is recorded.
+    child = start_sweep(project, "--jobs", "2", "--retries", "0")
+    kill_run(project, "static")
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: 1 of 2 runs did not finish: train@static-0 (killed by SIGKILL; log") and "run the sweep again" in last
+    assert not (project.path / "metrics" / "comparison.json").exists()
+    status = project.dvc("status", "--json").stdout
+    assert "train@static-0" in status and "train@dynamic-0" not in status  # dynamic-0 is in dvc.lock
+    assert (project.path / "checkpoints" / "static-0" / "last.pt").exists()
+
+    # Again, with a retry: only the missing run trains, resumed from its checkpoint; killed once more, it is
+    # started a second time and resumes again; the result is the uninterrupted serial run's, byte for byte.
+    child = start_sweep(project, "--retries", "1")
+    kill_run(project, "static")
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err
+    assert "sweep: 1 runs to train" in out and "Running stage 'train@" not in out
+    log = (project.path / ".sweep" / "logs" / "static-0.log").read_text()
+    assert log.count("resuming from checkpoints/static-0/last.pt") == 2, log
+    assert json.loads((project.path / ".sweep" / "runs" / "static-0.json").read_text())["attempt"] == 2
+    assert_lands_as(project, slow_serial)
+
+
+def test_ctrl_c_cancels_every_run_and_a_second_sweep_is_refused(slow_serial, tmp_path):
+    project = make_project(tmp_path / "proj", **SLOW)
+    child = start_sweep(project, "--jobs", "2")
+    wait_for_checkpoint(project, "static-0")
+    second = sweep(project, check=False)
+    assert second.returncode == 2 and "another sweep is running in this project" in second.stderr
+    child.send_signal(signal.SIGINT)  # what Ctrl-C sends the sweep
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert "interrupted: the engine's runs are cancelled" in err
+    assert train_processes(project) == []  # no run left behind
+    assert (project.path / "checkpoints" / "static-0" / "last.pt").exists()
+    assert not (project.path / "metrics" / "comparison.json").exists()
+    # The next sweep resumes the cancelled runs and lands as the serial run did.
+    out = sweep(project).stdout
+    assert "Running stage 'train@" not in out
+    assert "resuming from" in (project.path / ".sweep" / "logs" / "static-0.log").read_text()
+    assert_lands_as(project, slow_serial)
+    assert os.listdir(project.path / "checkpoints") == []
