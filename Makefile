@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test test-engines clean
+.PHONY: setup run test test-slow clean
 
 setup: $(VENV)/.installed
 
@@ -22,12 +22,13 @@ run: setup
 test: setup
 	$(PY) -m pytest -q
 
-# The sweep on real engines (a one-node SLURM cluster, a two-node Ray cluster) and under faults; CI runs it after
-# `make test`. Starting SLURM needs root (apt installs it when missing); without it those tests say they skip.
-test-engines: setup
+# The sweep on real engines (a one-node SLURM cluster, a two-node Ray cluster), under faults, and the longest
+# end-to-end runs; CI runs it after `make test`. Starting SLURM needs root (apt installs it when missing);
+# without it those tests say why they skip.
+test-slow: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,ray]'
 	bash .ci/slurm.sh start || echo "SLURM could not start here: its tests will be skipped, saying why"
-	$(PY) -m pytest -q -n 0 -m engines; status=$$?; bash .ci/slurm.sh stop; exit $$status
+	$(PY) -m pytest -q -n 2 -m "slow or engines"; status=$$?; bash .ci/slurm.sh stop; exit $$status
 
 clean:
 	rm -rf data/cache dvc_plots

@@ -33,15 +33,16 @@ def main():
     runs = load_runs(args.runs, cfg.schedules, cfg.seeds)
     arms = {s: {run.summary["seed"]: run_numbers(run, settings) for run in per_seed} for s, per_seed in runs.items()}
     result = compare(arms, settings)
-    io.write_json(args.out, result)
-    curves.write_csvs(args.curves, runs)
     data = f"{cfg.dataset} ({Path(cfg.source).name})" if cfg.dataset == "folder" else cfg.dataset
     title = (f"{cfg.model} on {data}: " + " vs ".join(cfg.schedules) +
              f", {len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''} (lr {cfg.lr:g}, batch {cfg.batch_size})")
     best = max(result["mean_test_acc"], key=lambda a: result["mean_test_acc"][a] or -1)
     final = {s: {seed: numbers["test_acc"] for seed, numbers in arm.items()} for s, arm in arms.items()}
-    figures.draw_all(runs, final, best, args.plots, title)
-    io.write_text(f"{args.plots}/comparison.md", report.markdown(result, title, cfg.dataset))
+    with io.together():  # the comparison, its curves, figures and table change together or not at all
+        io.write_json(args.out, result)
+        curves.write_csvs(args.curves, runs)
+        figures.draw_all(runs, final, best, args.plots, title)
+        io.write_text(f"{args.plots}/comparison.md", report.markdown(result, title, cfg.dataset))
     print(f"verdict: {result['verdict']}")
 
 

@@ -77,6 +77,13 @@ def tracked_files():
     return [f for f in out if f and (f in keep or not f.startswith(skip)) and (ROOT / f).is_file()]
 
 
+def ran(result):
+    """The stages that ran, less the params check: it reruns whenever params.yaml differs from the version it
+    last checked (a fraction of a second; it writes only its stamp), so it is not work done for nothing."""
+    return [line.split("'")[1] for line in result.stdout.splitlines()
+            if line.startswith("Running stage '") and line.split("'")[1] != "check"]
+
+
 class Project:
     """A copy of the project in its own git repo, with commands run from its root."""
 

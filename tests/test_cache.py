@@ -117,4 +117,32 @@ def test_a_build_killed_halfway_leaves_nothing_a_later_run_would_use(images, tmp
     monkeypatch.setattr(cache, "_decode", real)
     built = cache.decoded(images, 16, tmp_path / "c", progress=False, say=quiet)
     assert built.shape == (300, 3, 16, 16)
-    assert sorted(os.listdir(tmp_path / "c")) == [".lock", os.path.basename(built.filename)]
+    name = os.path.basename(built.filename)
+    assert sorted(os.listdir(tmp_path / "c")) == [".lock", name, name + ".sha256"]
+
+
+def test_pixels_changed_in_place_are_caught_by_the_recorded_digest(images, tmp_path):
+    """Same shape, same dtype, zeroed pixels (or one flipped byte): the SHA-256 recorded at build time differs,
+    so the images are decoded again rather than trained on."""
+    good = cache.decoded(images, 16, tmp_path / "c", progress=False, say=quiet)
+    path, expected = good.filename, np.array(good)
+    del good
+    data = np.load(path, mmap_mode="r+")
+    data[:] = 0
+    data.flush()
+    del data
+    said = []
+    again = cache.decoded(images, 16, tmp_path / "c", progress=False, say=said.append)
+    assert np.array_equal(again, expected) and again.max() > 0
+    assert "its bytes differ from what was decoded" in said[0]
+    del again
+    with open(path, "r+b") as f:  # one bit, far into the pixels
+        f.seek(os.path.getsize(path) - 7)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 1]))
+    said.clear()
+    assert np.array_equal(cache.decoded(images, 16, tmp_path / "c", progress=False, say=said.append), expected)
+    assert said and "SHA-256 mismatch" in said[0]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir() if not p.name.startswith(".")) == \
+        sorted([os.path.basename(path), os.path.basename(path) + ".sha256"])

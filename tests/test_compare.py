@@ -10,14 +10,16 @@ import yaml
 from conftest import ROOT, TINY_PARAMS, fake_run, merge
 
 from thesislab.comparison import compare as cmp
+from thesislab.errors import UserError
 
 SETTINGS = cmp.Settings(baseline="static", min_effect=0.5, target_acc=90, monitor="val", max_epochs=40)
 
 
-def numbers(test_acc, lr_cuts=1, epochs_to_target=10):
+def numbers(test_acc, lr_cuts=1, epochs_to_target=10, diverged=False):
     lrs = [0.1] * (30 - lr_cuts) + [0.1 * 0.1 ** (k + 1) for k in range(lr_cuts)]  # the cuts in the last epochs
-    return {"test_acc": test_acc, "best_test_acc": test_acc + 0.5, "epochs": 30, "train_seconds": 30.0,
-            "lr_cuts": lr_cuts, "epochs_to_target": epochs_to_target, "lrs": lrs}
+    return {"test_acc": test_acc, "best_test_acc": None if test_acc is None else test_acc + 0.5, "epochs": 30,
+            "train_seconds": 30.0, "lr_cuts": lr_cuts, "epochs_to_target": epochs_to_target, "lrs": lrs,
+            "diverged": diverged}
 
 
 def arms(static, dynamic, cuts=1):
@@ -201,7 +203,8 @@ def test_compare_stage_names_a_missing_run(tmp_path):
 def test_comparison_json_has_exactly_the_documented_layout():
     """README documents these keys: a renamed key would break users' `dvc metrics diff` and scripts."""
     result = cmp.compare(arms([95.0, 95.2, 94.8], [96.0, 96.1, 95.9]), SETTINGS)
-    assert list(result) == ["verdict", "seeds", "mean_test_acc", "difference", "arms", "paired", "settings"]
+    assert list(result) == ["verdict", "seeds", "diverged", "mean_test_acc", "difference", "arms", "paired",
+                            "settings"]
     assert result["seeds"] == 3 and result["mean_test_acc"] == {"static": 95.0, "dynamic": 96.0}
     assert list(result["difference"]["dynamic"]) == ["verdict_code", "mean", "ci95_low", "ci95_high", "p_value"]
     assert result["difference"]["dynamic"]["mean"] == pytest.approx(1.0)
@@ -219,7 +222,7 @@ def test_a_runs_numbers_come_from_its_summary_and_log():
         summary={"test_acc": 90.0, "best_test_acc": 90.5, "epochs": 2, "train_seconds": 3.5})
     assert cmp.run_numbers(run, SETTINGS) == {"test_acc": 90.0, "best_test_acc": 90.5, "epochs": 2,
                                                "train_seconds": 3.5, "lr_cuts": 1, "epochs_to_target": 2,
-                                               "lrs": [r["lr"] for r in run.rows]}
+                                               "lrs": [r["lr"] for r in run.rows], "diverged": False}
 
 
 def fake_run_in_memory(rows, summary):
@@ -269,3 +272,146 @@ def test_a_challenger_that_stopped_sooner_without_a_cut_did_not_train_the_same()
         numbers_["lrs"] = numbers_["lrs"][:12]
     code, text = cmp.compare(a, SETTINGS)["paired"]["dynamic"]["verdict_code"], cmp.compare(a, SETTINGS)["verdict"]
     assert code == cmp.WORSE and text.startswith("dynamic trails static by 20.00 points")
+
+
+def test_ctrl_c_during_compare_leaves_every_output_as_it_was(tmp_path, monkeypatch):
+    """The comparison, curves, figures and table change together: an interrupt while the table is being
+    written (the last output) leaves the previous comparison.json and figures, not new ones beside old."""
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", "static", seed, [80, 90], [0.1] * 2)
+        write_run(tmp_path / "runs", "dynamic", seed, [80, 92 + seed], [0.1, 0.01])
+    assert compare_stage(tmp_path, [0, 1]).returncode == 0
+    def outputs():
+        return {p: p.read_bytes() for p in sorted(tmp_path.rglob("*"))
+                if p.is_file() and "runs" not in p.parts and p.name != "params.yaml"}
+
+    before = outputs()
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["compare"]["min_effect"] = 3  # another comparison: every output would change
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    import stages.compare as stage
+    from thesislab.comparison import report
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "markdown", interrupted)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["compare", "--runs", "runs", "--out", "comparison.json", "--plots", "plots",
+                                      "--curves", "plots/curves"])
+    with pytest.raises(SystemExit) as exit_:
+        stage.main()
+    assert exit_.value.code == 130
+    assert outputs() == before
+
+
+def test_a_p_too_small_to_print_reads_below_the_floor_not_zero():
+    static = [90.0 + 0.01 * k for k in range(12)]
+    a = arms(static, [v + 5.0 + 0.001 * (k % 3) for k, v in enumerate(static)])
+    a["cosine"] = {s: numbers(v + 4.0 + 0.002 * (s % 2)) for s, v in enumerate(static)}
+    result = cmp.compare(a, SETTINGS)
+    assert result["paired"]["dynamic"]["test_acc"]["p_holm"] < 1e-6
+    assert "Holm-adjusted p < 1e-06," in result["paired"]["dynamic"]["verdict"]
+    assert "p = 0," not in result["verdict"] and "p = 0)" not in result["verdict"]
+
+
+def _damage_metrics(folder, change):
+    path = folder / "metrics.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda f: (f / "plots/metrics/test_acc.tsv").write_text("epoch\ttest_acc\n1\t80\n"),
+     "static-0/plots/metrics/test_acc.tsv: its header is ['epoch', 'test_acc'], not step<TAB>test_acc"),
+    (lambda f: (f / "plots/metrics/lr.tsv").write_text("step\tlr\n1\tfast\n"), "static-0/plots/metrics/lr.tsv:2:"),
+    (lambda f: (f / "predictions.csv").unlink(), "static-0/predictions.csv: missing or unreadable"),
+    (lambda f: _damage_metrics(f, lambda m: {**m, "test_acc": "95"}), "static-0/metrics.json: test_acc is '95'"),
+    (lambda f: _damage_metrics(f, lambda m: [m]), "static-0/metrics.json: holds a list, not a run's summary"),
+    (lambda f: _damage_metrics(f, lambda m: {k: v for k, v in m.items() if k != "seed"}),
+     "static-0/metrics.json: seed is 'missing'"),
+    (lambda f: (f / "metrics.json").write_text("{"), "static-0/metrics.json: unreadable"),
+])
+def test_a_damaged_run_folder_is_one_line_naming_the_file_and_the_cure(tmp_path, damage, says):
+    for s in ("static", "dynamic"):
+        write_run(tmp_path / "runs", s, 0, [80, 90], [0.1] * 2)
+    damage(tmp_path / "runs" / "static-0")
+    r = compare_stage(tmp_path, [0])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines
+    assert lines[0].endswith("the run's folder is damaged: `dvc repro -f -s train@static-0` trains it again")
+    assert not (tmp_path / "comparison.json").exists()
+
+
+def test_diverged_runs_come_first_in_the_verdict():
+    everything = {"static": {s: numbers(None, 0, 41, diverged=True) for s in range(3)},
+                  "dynamic": {s: numbers(None, 0, 41, diverged=True) for s in range(3)}}
+    result = cmp.compare(everything, SETTINGS)
+    assert result["verdict"] == "all 6 runs diverged: no comparison (try a smaller lr)"
+    assert result["diverged"] == {"static": 3, "dynamic": 3}
+    some = arms([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8])
+    for seed in (1, 3):
+        some["dynamic"][seed] = numbers(None, 0, 41, diverged=True)
+    result = cmp.compare(some, SETTINGS)
+    assert result["verdict"].startswith("2 of 5 dynamic runs diverged; ")
+    assert result["diverged"] == {"static": 0, "dynamic": 2}
+    assert not cmp.compare(arms([95.0, 95.2], [96.0, 96.1]), SETTINGS)["verdict"].startswith(("all", "0 of"))
+
+
+def test_runs_of_one_schedule_made_with_different_knobs_are_refused(tmp_path):
+    from thesislab import files
+
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", "static", seed, [80, 90], [0.1] * 2)
+        write_run(tmp_path / "runs", "dynamic", seed, [80, 90], [0.1] * 2)
+    metrics = tmp_path / "runs" / "dynamic-1" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "schedule_params": {"window": 4}}))
+    runs = {s: [files.read_run(tmp_path / "runs", f"{s}-{seed}") for seed in (0, 1)] for s in ("static", "dynamic")}
+    with pytest.raises(UserError, match="the dynamic runs were made with different dynamic params"):
+        cmp.check_runs(runs, [0, 1], "runs")
+
+
+# --- every decision the comparison makes, just on each side of its boundary --------------------------------------
+
+
+def crafted_pair(p, p_equivalence=0.5, mean=1.0):
+    acc = {"n": 5, "seeds": [0, 1, 2, 3, 4], "mean": mean, "ties": 0, "p_value": p, "p_holm": p,
+           "ci95_low": mean - 1, "ci95_high": mean + 1, "p_equivalence": p_equivalence, "seeds_needed": 12, "mde": 1.2}
+    return {"test_acc": acc}
+
+
+@pytest.mark.parametrize("p, code", [(0.0499, cmp.BETTER), (0.05, cmp.INCONCLUSIVE), (0.0501, cmp.INCONCLUSIVE)])
+def test_the_verdict_turns_on_p_at_alpha(p, code):
+    a = arms([95.0] * 5, [96.0] * 5)
+    assert cmp.verdict("dynamic", "static", crafted_pair(p), a, SETTINGS)[0] == code
+    assert cmp.verdict("dynamic", "static", crafted_pair(p, mean=-1.0), a, SETTINGS)[0] == (
+        cmp.WORSE if code == cmp.BETTER else code)
+
+
+@pytest.mark.parametrize("p_eq, code", [(0.0499, cmp.EQUIVALENT), (0.0501, cmp.INCONCLUSIVE)])
+def test_equivalence_turns_on_its_p_at_alpha(p_eq, code):
+    a = arms([95.0] * 5, [96.0] * 5)
+    assert cmp.verdict("dynamic", "static", crafted_pair(0.6, p_equivalence=p_eq, mean=0.1), a, SETTINGS)[0] == code
+
+
+@pytest.mark.parametrize("inside", [True, False])
+def test_equivalence_holds_exactly_when_the_90_percent_interval_is_inside_the_margin(inside):
+    """TOST at alpha 0.05 is the 90% interval inside +-min_effect: a margin a hair wider than the interval's far
+    end gives "equivalent", a hair narrower does not (real data through compare, not a crafted p)."""
+    from scipy import stats
+
+    static = [95.0, 95.2, 94.8, 95.1, 94.9, 95.3]
+    diffs = np.array([0.30, -0.20, 0.10, -0.25, 0.20, -0.10])  # no real difference (p far above alpha)
+    far = abs(diffs.mean()) + stats.t.ppf(0.95, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    margin = round(far + (1e-3 if inside else -1e-3), 6)
+    settings = cmp.Settings(baseline="static", min_effect=margin, target_acc=90, monitor="val", max_epochs=40)
+    result = cmp.compare(arms(static, [s + d for s, d in zip(static, diffs)]), settings)
+    assert result["paired"]["dynamic"]["test_acc"]["p_value"] > 0.5
+    code = result["paired"]["dynamic"]["verdict_code"]
+    assert code == (cmp.EQUIVALENT if inside else cmp.INCONCLUSIVE), result["verdict"]
+
+
+def test_a_run_that_reaches_the_target_at_the_last_epoch_counts_and_one_just_under_does_not():
+    s = cmp.Settings("static", 0.5, 90, "val", 3)
+    assert cmp.epochs_to_target(rows([50, 80, 90.0]), s) == 3  # exactly the target, at the last epoch
+    assert cmp.epochs_to_target(rows([50, 80, 89.9999]), s) == 4  # never: max_epochs + 1

@@ -39,12 +39,12 @@ BAD = {
     "dynamic.slope": ("flat", None),
     "dynamic.factor": ("tenth", 1.0),
     "dynamic.max_reductions": ("three", -1),
-    "torch_schedules.step.step_size": ("ten", 0),
-    "torch_schedules.step.gamma": ("x", 0),
-    "torch_schedules.exp.gamma": ("x", 1.5),
-    "torch_schedules.plateau.factor": ("x", 1.0),
-    "torch_schedules.plateau.patience": (1.5, -1),
-    "torch_schedules.onecycle.pct_start": ("x", 1.0),
+    "step.step_size": ("ten", 0),
+    "step.gamma": ("x", 0),
+    "exp.gamma": ("x", 1.5),
+    "plateau.factor": ("x", 1.0),
+    "plateau.patience": (1.5, -1),
+    "onecycle.pct_start": ("x", 1.0),
     "augmentation.crop_padding": ("two", -1),
     "augmentation.flip": ("no", None),
     "compare.baseline": (1, "cosine"),  # not among schedules
@@ -111,7 +111,7 @@ def test_out_of_range_or_unknown_name_names_the_key(key):
     check_one_line(err, key)
 
 
-@pytest.mark.parametrize("key", ["lrr", "dynamic.windw", "torch_schedules.step.size", "engine.gpu"])
+@pytest.mark.parametrize("key", ["lrr", "dynamic.windw", "step.size", "static.window", "engine.gpu"])
 def test_unknown_key_is_named(key):
     with pytest.raises(UserError) as err:
         config.from_dict(with_value(key, 1))

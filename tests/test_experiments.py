@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from conftest import make_project
+from conftest import make_project, ran
 
 pytestmark = pytest.mark.e2e
 
@@ -15,10 +15,6 @@ pytestmark = pytest.mark.e2e
 def leaf_keys(d, prefix=""):
     return {k for key, v in d.items() for k in (leaf_keys(v, f"{prefix}{key}.") if isinstance(v, dict)
                                                  else [prefix + key])}
-
-
-def ran(result):
-    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +117,56 @@ def test_a_torchvision_model_by_name_runs_through_dvc(proj):
     assert metrics["model"] == "resnet18" and metrics["epochs"] == 3
     proj.git("checkout", "--", "params.yaml")
     proj.dvc("checkout", "-q", check=False)
+
+
+def comparison_cli(proj, *args):
+    return proj.run(sys.executable, "-m", "thesislab.comparison", *args, check=False)
+
+
+def test_the_comparison_command_refuses_what_cannot_be_compared_in_one_line(proj):
+    same = comparison_cli(proj, "two-seeds", "two-seeds")
+    assert same.returncode == 2
+    assert same.stderr.strip() == "error: two-seeds is both the baseline and the challenger: nothing to compare"
+    (proj.path / "out-dir").mkdir(exist_ok=True)
+    folder = comparison_cli(proj, "two-seeds", "raw", "--out", "out-dir")
+    assert folder.returncode == 2
+    assert folder.stderr.strip() == "error: --out out-dir: is a folder; name a JSON file to write"
+    nowhere = comparison_cli(proj, "two-seeds", "raw", "--out", "/proc/no-such/cmp.json")
+    assert nowhere.returncode == 2 and nowhere.stderr.startswith("error: --out /proc/no-such/cmp.json: cannot write")
+    assert nowhere.stderr.count("\n") == 1
+
+
+@pytest.mark.slow  # CI runs it after make test (make test-slow)
+def test_experiments_on_different_test_sets_are_refused_unless_asked(proj):
+    proj.dvc("exp", "run", "-n", "more-test", "-S", "speedsigns.test_per_class=5")
+    refused = comparison_cli(proj, "HEAD", "more-test")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("error: HEAD and more-test were tested on different test sets (speedsigns, 11 "
+                                      "classes, 44 test images vs speedsigns, 11 classes, 55 test images); "
+                                      "--different-data compares them anyway")
+    asked = comparison_cli(proj, "HEAD", "more-test", "--different-data")
+    assert asked.returncode == 0 and asked.stdout.startswith("static: ")
+    # A workspace whose params changed after its runs trained is compared with a warning that says so.
+    proj.set_params(lr=0.02)
+    stale = comparison_cli(proj, "HEAD", "workspace", "--different-data")
+    assert stale.returncode == 0
+    assert "warning: workspace: its params differ from what its runs were trained with (train@" in stale.stderr
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
+
+
+def test_show_prints_the_headline_of_every_experiment_within_100_columns(proj):
+    out = proj.run(sys.executable, "-m", "thesislab.show").stdout
+    lines = out.splitlines()
+    assert lines[0].split()[0] == "experiment" and "verdict" in lines[0] and "static %" in lines[0]
+    assert all(len(line) <= 100 for line in lines), max(lines, key=len)
+    names = [line.split()[0] for line in lines[1:] if not line.startswith("(also differ")]
+    assert "workspace" in names and "two-seeds" in names and "raw" in names
+    # A param that differs between the rows gets a column, or, where none fits, a line that names it.
+    assert "normalize" in lines[0] or "normalize" in lines[-1]
+    assert lines[-1].startswith("(also differ: ") or len(lines) == len(names) + 1
+    two = next(line for line in lines if line.startswith("two-seeds"))
+    shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
+    exp = next(r for b in shown for e in b.get("experiments") or [] if e.get("name") == "two-seeds" for r in e["revs"])
+    means = exp["data"]["metrics"]["metrics/comparison.json"]["data"]["mean_test_acc"]
+    assert f"{means['static']:.2f}" in two and f"{means['dynamic']:.2f}" in two

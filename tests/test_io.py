@@ -38,3 +38,26 @@ def test_atomic_dir_swaps_whole_and_cleans_stale_temps(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ds"]
     assert os.listdir(target) == ["a"]
     assert stat.S_IMODE(target.stat().st_mode) == io.DIR_MODE
+
+
+@pytest.mark.parametrize("interrupt", [RuntimeError, KeyboardInterrupt])
+def test_outputs_written_together_change_together_or_not_at_all(tmp_path, interrupt):
+    a, folder = tmp_path / "comparison.json", tmp_path / "plots"
+    io.write_text(a, "old")
+    with io.atomic_dir(folder) as tmp:
+        (tmp / "fig.png").write_text("old")
+    with pytest.raises(interrupt):
+        with io.together():
+            io.write_text(a, "new")
+            assert a.read_text() == "old"  # nothing is in place before the block ends
+            with io.atomic_dir(folder) as tmp:
+                io.write_text(tmp / "fig.png", "new")
+            raise interrupt("Ctrl-C before the table was written")
+    assert a.read_text() == "old" and (folder / "fig.png").read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["comparison.json", "plots"]  # no temporary left
+    with io.together():
+        io.write_text(a, "new")
+        with io.atomic_dir(folder) as tmp:
+            io.write_text(tmp / "fig.png", "new")
+    assert a.read_text() == "new" and (folder / "fig.png").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["comparison.json", "plots"] and os.listdir(folder) == ["fig.png"]

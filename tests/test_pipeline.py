@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import make_project
+from conftest import make_project, ran
 
 from thesislab import files
 
@@ -22,10 +22,6 @@ pytestmark = pytest.mark.e2e
 
 DATA_STAGES = ["download", "pathlist", "stats"]
 BASELINE = {}  # the first run's outputs, for the from-clean comparison at the end
-
-
-def ran(result):
-    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
 
 
 def run_metrics(project, name):
@@ -99,6 +95,7 @@ def test_dvc_exp_show_sees_a_run_while_it_trains(proj):
         # committed outputs (it had set aside dynamic-0's model, not in its one-schedule pipeline), and the killed
         # run's checkpoint (for other params) dropped. Done even when an assertion below fails, so that the
         # later tests start from the baseline.
+        proj.git("reset", "-q")  # what it staged: its params, and the params check's stamp (new in this repo)
         proj.git("checkout", "HEAD", "--", "params.yaml", "metrics/live")
         proj.dvc("checkout", "-q")
         (proj.path / "checkpoints" / "static-0" / "last.pt").unlink(missing_ok=True)

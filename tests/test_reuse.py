@@ -8,13 +8,9 @@ import sys
 import time
 
 import pytest
-from conftest import make_project
+from conftest import make_project, ran
 
 pytestmark = pytest.mark.e2e
-
-
-def ran(result):
-    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +30,7 @@ def test_bytecode_is_not_code_a_stage_depends_on(proj):
     assert "Data and pipelines are up to date" in proj.dvc("status").stdout
 
 
+@pytest.mark.slow  # CI runs it after make test (make test-slow)
 def test_a_compare_only_change_runs_compare_only_in_temp_queue_and_the_workspace(proj):
     # A temporary copy holds git's files and DVC's cache: the images (kept out of the cache) are drawn again by
     # download, and nothing else runs but compare; --allow-missing skips the drawing too.
@@ -53,6 +50,16 @@ def test_a_compare_only_change_runs_compare_only_in_temp_queue_and_the_workspace
 
     here = proj.dvc("exp", "run", "-S", "compare.min_effect=3")
     assert ran(here) == ["compare"], here.stdout
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
+
+
+@pytest.mark.slow  # CI runs it after make test (make test-slow)
+def test_a_schedules_knobs_retrain_that_schedule_alone(proj):
+    result = proj.dvc("exp", "run", "-S", "dynamic.window=4")
+    assert ran(result) == ["train@dynamic-0", "compare"], result.stdout
+    result = proj.dvc("exp", "run", "-S", "step.gamma=0.5")  # a schedule not in `schedules`: nothing to train
+    assert ran(result) == [], result.stdout
     proj.git("checkout", "--", "params.yaml")
     proj.dvc("checkout", "-q", check=False)
 

@@ -129,7 +129,7 @@ def test_only_the_dynamic_rule_ends_training():
 
 def test_plateau_watches_for_a_rise_and_cuts_by_its_factor():
     """mode max: a rising accuracy is progress (no cut); a flat one is cut by `factor` after `patience`."""
-    over = {"torch_schedules": {"plateau": {"factor": 0.5, "patience": 1}}}
+    over = {"plateau": {"factor": 0.5, "patience": 1}}
     cfg = tiny_config(epochs=6, **over)
     opt = optimizer(cfg.lr)
     sched = schedules.make("plateau", opt, cfg, 1)
@@ -153,19 +153,19 @@ def onecycle_lrs(cfg, steps_per_epoch=10):
 
 
 def test_onecycle_peaks_where_pct_start_says():
-    cfg = tiny_config(epochs=4, torch_schedules={"onecycle": {"pct_start": 0.5}})
+    cfg = tiny_config(epochs=4, onecycle={"pct_start": 0.5})
     seen = onecycle_lrs(cfg)
     assert seen.index(max(seen)) == 19  # OneCycleLR's peak step: pct_start * 40 - 1
 
 
 def test_torch_schedules_are_torchs_own():
-    assert lrs("step", torch_schedules={"step": {"step_size": 2, "gamma": 0.5}}) == pytest.approx(
+    assert lrs("step", step={"step_size": 2, "gamma": 0.5}) == pytest.approx(
         [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025])
-    assert lrs("exp", torch_schedules={"exp": {"gamma": 0.5}}) == pytest.approx([0.01 * 0.5**k for k in range(6)])
+    assert lrs("exp", exp={"gamma": 0.5}) == pytest.approx([0.01 * 0.5**k for k in range(6)])
     cosine = lrs("cosine")
     assert cosine[0] == pytest.approx(0.01) and cosine == sorted(cosine, reverse=True)
     # plateau: a flat accuracy triggers a cut after `patience` + 1 epochs
-    assert lrs("plateau", torch_schedules={"plateau": {"factor": 0.1, "patience": 1}})[:4] == pytest.approx(
+    assert lrs("plateau", plateau={"factor": 0.1, "patience": 1})[:4] == pytest.approx(
         [0.01, 0.01, 0.01, 0.001])
 
 

@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from conftest import make_image_folder, make_project
+from conftest import make_image_folder, make_project, ran
 
 pytestmark = pytest.mark.e2e
 
@@ -53,10 +53,6 @@ def test_an_edited_image_reruns_what_reads_it_and_an_identical_import_reruns_not
     proj.dvc("add", "data/sources/mine")
     assert ran(proj.dvc("repro", "-f", "-s", "download")) == ["download"]
     assert ran(proj.dvc("repro")) == []
-
-
-def ran(result):
-    return [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
 
 
 def test_a_run_outside_the_workspace_finds_a_relative_dvc_tracked_source(proj):

@@ -208,3 +208,10 @@ def test_two_seeds_have_a_t_test_with_one_degree_of_freedom():
     assert p["p_value"] == pytest.approx(scipy_stats.ttest_rel([91.0, 93.0], [90.0, 91.0]).pvalue, abs=1e-6)
     half = 12.706204736174707 * math.sqrt(0.5) / math.sqrt(2)  # t(0.975, df=1), sd of (1, 2)
     assert (p["ci95_low"], p["ci95_high"]) == (pytest.approx(1.5 - half, abs=1e-5), pytest.approx(1.5 + half, abs=1e-5))
+
+
+def test_a_tiny_p_is_printed_as_below_the_floor_never_as_zero():
+    from thesislab.comparison.statistics import p_text
+
+    assert p_text(3e-9) == "< 1e-06" and p_text(3e-9, "= ") == "< 1e-06"
+    assert p_text(1e-6, "= ") == "= 1e-06" and p_text(0.0123, "= ") == "= 0.0123"

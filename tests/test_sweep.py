@@ -83,6 +83,7 @@ def test_local_sweep_lands_as_a_serial_repro(serial, tmp_path):
     assert "every train stage is up to date" in again and "Running stage" not in again
 
 
+@pytest.mark.slow  # CI runs it after make test (make test-slow)
 def test_a_named_sweep_is_an_experiment_like_exp_run(tmp_path):
     swept = make_project(tmp_path / "proj")
     sweep(swept, "-S", "compare.min_effect=1", "-n", "wide-margin")

@@ -1,7 +1,7 @@
 """The sweep on real engines: a one-node SLURM cluster (.ci/slurm.sh starts it) and a two-node Ray cluster on
 this machine, each checked against a serial `dvc repro` of the same params.
 
-Marked `engines`: `make test-engines` and CI run them. Where SLURM is not running, or Ray is not installed, the
+Marked `engines`: `make test-slow` and CI run them. Where SLURM is not running, or Ray is not installed, the
 tests say why they are skipped (pytest -ra prints it); CI starts both, so there they run.
 """
 

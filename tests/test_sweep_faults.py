@@ -1,7 +1,7 @@
 """The sweep under faults, on the local engine: a run killed midway, a run that never finishes, Ctrl-C, and a
 second sweep started beside the first. Every result is checked against a serial `dvc repro` of the same params.
 
-Marked `engines` (they interrupt real sweeps, about a minute): `make test-engines` and CI run them.
+Marked `engines` (they interrupt real sweeps, about a minute): `make test-slow` and CI run them.
 """
 
 import json

@@ -171,6 +171,17 @@ def test_settings_that_change_the_arithmetic_change_the_digest():
     assert digest(cpu(), device="cpu") == plain
 
 
+def test_a_schedules_knobs_are_its_runs_own_not_the_comparisons():
+    """dynamic.window is part of a dynamic run's checkpoint fingerprint, and not of the digest every run of a
+    comparison shares: the static runs made before the window changed still pair with the new dynamic ones."""
+    plain, other = tiny_config(), tiny_config(dynamic={"window": 4})
+    comp = runtime.computation(cpu(), plain.engine)
+    assert checkpoint.config_digest(plain, comp, []) == checkpoint.config_digest(other, comp, [])
+    knobs = [checkpoint.schedule_knobs(c, "dynamic") for c in (plain, other)]
+    assert knobs[1]["window"] == 4 and checkpoint.schedule_knobs(plain, "static") == {}
+    assert checkpoint.fingerprint("d", "dynamic", 0, knobs[0]) != checkpoint.fingerprint("d", "dynamic", 0, knobs[1])
+
+
 def test_another_torch_or_thread_count_is_another_computation(monkeypatch):
     plain = digest(cpu())
     assert digest(cpu(), threads=2) != plain
@@ -450,6 +461,53 @@ def test_predict_gives_the_pipelines_own_test_predictions(tiny_data, tmp_path):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "nope.png" in missing.stderr
 
 
+def tampered(paths, tmp_path, **meta):
+    state = torch.load(paths.model, weights_only=True)
+    state.update(meta)
+    out = tmp_path / "tampered.pt"
+    torch.save(state, out)
+    return out
+
+
+@pytest.mark.parametrize("meta, says", [
+    ({"normalization": {"mean": [0.5] * 3, "std": [0.0, 0.2, 0.2]}}, "3 positive stds"),
+    ({"normalization": {"mean": [0.5] * 3, "std": [float("nan")] * 3}}, "3 positive stds"),
+    ({"image_size": -5}, "image_size -5 is not an integer in [8, 1024]"),
+    ({"image_size": 5000}, "image_size 5000"),
+    ({"classes": ["only"]}, "class names"),
+    ({"dropout": 1.5}, "dropout 1.5"),
+    ({"model": "nosuchnet"}, "cannot rebuild its net: 'nosuchnet' is neither"),
+])
+def test_a_model_file_whose_metadata_cannot_be_right_is_refused(tiny_data, tmp_path, meta, says):
+    from thesislab.predict import predict
+
+    _, paths = run(tiny_data, tmp_path)
+    image = files.read_pathlist(tiny_data / "pathlist", "test", tiny_data / "raw", 11)[0][0]
+    with pytest.raises(UserError) as err:
+        predict(tampered(paths, tmp_path, **meta), [image])
+    assert says in str(err.value) and "params.yaml" not in str(err.value)
+
+
+def test_predict_refuses_bad_arguments_in_one_line(tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    _, paths = run(tiny_data, tmp_path)
+    image = files.read_pathlist(tiny_data / "pathlist", "test", tiny_data / "raw", 11)[0][0]
+    cases = [
+        ([str(paths.model), image, "--top", "0"], "error: --top: must be at least 1 (got 0)"),
+        ([str(paths.model), image, "--top", "-1"], "error: --top: must be at least 1 (got -1)"),
+        ([str(paths.model), str(tmp_path)], f"error: {tmp_path}: is a folder, not an image file"),
+        ([str(paths.model.parent), image], f"error: {paths.model.parent}: is a folder; give a model file"),
+    ]
+    for args, says in cases:
+        cli = subprocess.run([sys.executable, "-m", "thesislab.predict", *args], capture_output=True, text=True,
+                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        assert cli.returncode == 2 and cli.stderr.count("\n") == 1 and cli.stderr.startswith(says), (args, cli.stderr)
+
+
 # --- transfer learning: starting weights, a new head, a frozen backbone ---------------------------------------
 
 
@@ -638,3 +696,25 @@ def test_evaluation_batches_hold_a_fixed_budget_of_pixels():
 
     assert (at(32), at(64), at(128), at(16)) == (1024, 256, 64, 1024)
     assert at(32, configured=100) == 100 and at(1024) == 1
+
+
+def test_a_full_disk_while_writing_the_run_folder_keeps_the_old_model_and_folder(tiny_data, tmp_path, monkeypatch):
+    """The model and the run's folder are replaced together: a disk that fills up while the folder is copied
+    leaves the previous run's model beside the previous run's folder, and says so in one line."""
+    import errno
+
+    first, paths = run(tiny_data, tmp_path, epochs=2)
+    model, folder = paths.model.read_bytes(), {p: p.read_bytes() for p in paths.run.rglob("*") if p.is_file()}
+    real = shutil.copy2
+
+    def disk_full(src, dst, **kw):
+        if str(src).endswith(".tsv"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, **kw)
+
+    monkeypatch.setattr(shutil, "copy2", disk_full)
+    with pytest.raises(UserError, match=r"^no space left on .*runs \(writing static-0\); nothing was half-written$"):
+        run(tiny_data, tmp_path, epochs=3)
+    assert paths.model.read_bytes() == model
+    assert {p: p.read_bytes() for p in paths.run.rglob("*") if p.is_file()} == folder
+    assert sorted(p.name for p in paths.model.parent.iterdir()) == [paths.model.name]  # no temporary left

@@ -140,7 +140,13 @@ def _distinct_list(item_rule, what):
 
 
 SEED_MAX = 2**32 - 1  # numpy and torch both take seeds this large
-_schedule_names = _distinct_list(_name, "schedule names, e.g. [static, dynamic]")
+def _schedule_name(v):
+    # The name becomes part of a stage name and its shell command (dvc.yaml's matrix): letters, digits, _ only.
+    ok = isinstance(v, str) and re.fullmatch(r"[a-z0-9_]+", v)
+    return None if ok else "a schedule name"
+
+
+_schedule_names = _distinct_list(_schedule_name, "schedule names (a-z, 0-9, _), e.g. [static, dynamic]")
 _seed_list = _distinct_list(_integer(0, SEED_MAX), f"integers in [0, {SEED_MAX}], e.g. [0, 1, 2]")
 
 
@@ -176,6 +182,11 @@ class Dynamic:
 
 
 @dataclass(frozen=True)
+class NoKnobs:
+    """A schedule with nothing to set (static; cosine, which anneals over `epochs`)."""
+
+
+@dataclass(frozen=True)
 class StepOptions:
     step_size: int = param(10, _integer(1))
     gamma: float = param(0.1, _number(0, 1, lo_open=True))
@@ -195,16 +206,6 @@ class PlateauOptions:
 @dataclass(frozen=True)
 class OneCycleOptions:
     pct_start: float = param(0.25, _number(0, 1, lo_open=True, hi_open=True))
-
-
-@dataclass(frozen=True)
-class TorchSchedules:
-    """Knobs of the schedules taken from torch.optim.lr_scheduler."""
-
-    step: StepOptions = group(StepOptions)
-    exp: ExpOptions = group(ExpOptions)
-    plateau: PlateauOptions = group(PlateauOptions)
-    onecycle: OneCycleOptions = group(OneCycleOptions)
 
 
 @dataclass(frozen=True)
@@ -263,8 +264,15 @@ class Config:
     val_fraction: float = param(0.1, _number(0, 0.9))
     seeds: list = param((0, 1, 2), _seed_list)
     checkpoint_every: int = param(16, _integer(0))
+    # Each schedule's knobs under its own name: a train stage depends on its schedule's key alone (dvc.yaml), so
+    # changing dynamic.window retrains the dynamic runs and not the static ones.
+    static: NoKnobs = group(NoKnobs)
     dynamic: Dynamic = group(Dynamic)
-    torch_schedules: TorchSchedules = group(TorchSchedules)
+    step: StepOptions = group(StepOptions)
+    exp: ExpOptions = group(ExpOptions)
+    cosine: NoKnobs = group(NoKnobs)
+    onecycle: OneCycleOptions = group(OneCycleOptions)
+    plateau: PlateauOptions = group(PlateauOptions)
     augmentation: Augmentation = group(Augmentation)
     compare: Compare = group(Compare)
     engine: Engine = group(Engine)

@@ -194,16 +194,24 @@ def add_unlogged_columns(folder):
 
 
 def read_epochs(folder, read_text=None) -> list:
-    """The per-epoch rows of a run folder (read_text(relative path) reads from elsewhere, e.g. git)."""
+    """The per-epoch rows of a run folder (read_text(relative path) reads from elsewhere, e.g. git). A file that
+    is not `step<TAB>column` lines of numbers raises ValueError naming it."""
     read_text = read_text or (lambda rel: (Path(folder) / rel).read_text())
     by_epoch = {}
     for column in EPOCH_COLUMNS[1:]:
+        rel = epoch_file(column)
         try:
-            text = read_text(epoch_file(column))
+            text = read_text(rel)
         except FileNotFoundError:
             continue  # never logged: undefined in every epoch
-        for row in csv.DictReader(_io.StringIO(text), delimiter="\t"):
-            by_epoch.setdefault(int(row["step"]), {})[column] = float(row[column])
+        reader = csv.DictReader(_io.StringIO(text), delimiter="\t")
+        if reader.fieldnames != ["step", column]:
+            raise ValueError(f"{rel}: its header is {reader.fieldnames}, not step<TAB>{column}")
+        for n, row in enumerate(reader, 2):
+            try:
+                by_epoch.setdefault(int(row["step"]), {})[column] = float(row[column])
+            except (TypeError, ValueError):
+                raise ValueError(f"{rel}:{n}: not a step and a number: {row}") from None
     return [{"epoch": e, **{c: by_epoch[e].get(c) for c in EPOCH_COLUMNS[1:]}} for e in sorted(by_epoch)]
 
 
@@ -221,11 +229,46 @@ def read_predictions(path) -> list:
         return [(r["actual"], r["predicted"]) for r in csv.DictReader(f)]
 
 
+# What the comparison reads from a run's metrics.json, and the type each must have (None: may be null).
+SUMMARY_TYPES = {"test_acc": (float, None), "best_test_acc": (float, None), "epochs": (int,),
+                 "train_seconds": (float,), "schedule": (str,), "seed": (int,), "config": (str,),
+                 "stop_reason": (str,)}
+
+
 def read_run(runs_dir, name) -> Run:
+    """A finished run's folder, checked: a damaged file is one line naming it and the cure."""
     folder = Path(runs_dir) / name
+    if not (folder / METRICS).is_file():
+        raise UserError(f"{folder}: missing training outputs; run train@{name} first")
+    cure = f"the run's folder is damaged: `dvc repro -f -s train@{name}` trains it again"
     try:
         summary = json.loads((folder / METRICS).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{folder / METRICS}: unreadable ({err}); {cure}") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{folder / METRICS}: holds a {type(summary).__name__}, not a run's summary; {cure}")
+    for key, types in SUMMARY_TYPES.items():
+        if not _has_type(summary.get(key, ...), types):
+            raise UserError(f"{folder / METRICS}: {key} is {summary.get(key, 'missing')!r}, not "
+                            f"{' or '.join('null' if t is None else t.__name__ for t in types)}; {cure}")
+    try:
         rows = read_epochs(folder)
     except (OSError, ValueError) as err:
-        raise UserError(f"{folder}: missing or unreadable training outputs ({err}); run train@{name} first") from None
+        raise UserError(f"{folder}/{err}; {cure}") from None
+    if not rows:
+        raise UserError(f"{folder / EPOCHS}: no epoch logged; {cure}")
+    try:
+        header = (folder / PREDICTIONS).read_text().split("\n", 1)[0]
+    except OSError:
+        raise UserError(f"{folder / PREDICTIONS}: missing or unreadable; {cure}") from None
+    if header != "actual,predicted":
+        raise UserError(f"{folder / PREDICTIONS}: its header is {header!r}, not actual,predicted; {cure}")
     return Run(name, rows, summary, folder)
+
+
+def _has_type(value, types) -> bool:
+    if value is None:
+        return None in types
+    if isinstance(value, bool):
+        return False
+    return any(t is not None and (isinstance(value, t) or (t is float and isinstance(value, int))) for t in types)

@@ -1,7 +1,9 @@
 """Atomic writes: a killed stage never leaves a file (or folder) that looks complete.
 
 Every writer puts its bytes in a temporary sibling and renames it over the target; a rename within one
-filesystem is atomic, so readers see the old file or the new one, never half of one.
+filesystem is atomic, so readers see the old file or the new one, never half of one. Inside `together()`, the
+renames wait for the end of the block and happen all at once, so a stage's outputs change together or not at
+all (a model file and its run folder; a comparison and its figures).
 """
 
 import contextlib
@@ -10,7 +12,9 @@ import io as _io
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 from thesislab.errors import UserError
@@ -28,6 +32,55 @@ FILE_MODE = 0o666 & ~_UMASK
 DIR_MODE = 0o777 & ~_UMASK
 
 
+_block = threading.local()  # .pending: [(put in place, throw away)] while a together() block runs
+
+
+@contextlib.contextmanager
+def together():
+    """Every file and folder written atomically inside the block is put in place at its end, all at once, with
+    Ctrl-C and SIGTERM held until the last is in place; an error or an interrupt inside the block leaves every
+    earlier output as it was."""
+    outer = getattr(_block, "pending", None)
+    _block.pending = []
+    try:
+        yield
+    except BaseException:
+        for _, discard in _block.pending:
+            discard()
+        raise
+    else:
+        held = _hold_signals()
+        try:
+            for put, _ in _block.pending:
+                put()
+        finally:
+            _release_signals(held)
+    finally:
+        pending, _block.pending = _block.pending, outer
+        if outer is not None:  # a nested block hands its renames to the outer one
+            outer.extend(pending)
+
+
+def _hold_signals():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _release_signals(held):
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _put_in_place(put, discard):
+    """Run `put` now, or at the end of the together() block that is open."""
+    pending = getattr(_block, "pending", None)
+    if pending is None:
+        put()
+    else:
+        pending.append((put, discard))
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success rename it to `path`, on failure remove it."""
@@ -38,7 +91,7 @@ def atomic_path(path):
     try:
         yield Path(tmp)
         os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
+        _put_in_place(lambda: os.replace(tmp, path), lambda: _unlink(tmp))
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -85,15 +138,24 @@ def atomic_dir(path):
     try:
         yield tmp
         os.chmod(tmp, DIR_MODE)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old.tmp")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _put_in_place(lambda: _swap_dir(tmp, path), lambda: shutil.rmtree(tmp, ignore_errors=True))
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UserError(f"no space left on {path.parent} (writing {path.name}); nothing was half-written") from None
         raise
+
+
+def _swap_dir(tmp, path):
+    if path.exists():
+        old = path.with_name(f".{path.name}.old.tmp")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def _unlink(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

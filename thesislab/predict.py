@@ -8,13 +8,14 @@ was trained with (stored in the model file), by the same code that makes trainin
 """
 
 import argparse
+import os
 import sys
 
 import numpy as np
 import torch
 
 from thesislab.data.images import load_rgb
-from thesislab.errors import stage_main
+from thesislab.errors import UserError, stage_main
 from thesislab.train.batches import Batches, Split
 from thesislab.train.checkpoint import load_model
 
@@ -45,6 +46,11 @@ def main(argv=None):
     ap.add_argument("images", nargs="+", help="image files")
     ap.add_argument("--top", type=int, default=1, help="classes to list per image, most probable first")
     args = ap.parse_args(argv)
+    if args.top < 1:
+        raise UserError(f"--top: must be at least 1 (got {args.top})")
+    for path in args.images:
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: {'is a folder, not an image file' if os.path.isdir(path) else 'no such file'}")
     for r in predict(args.model, args.images, top=args.top):
         print(r["path"] + "\t" + "\t".join(f"{name} {p:.4f}" for name, p in r["top"]))
 

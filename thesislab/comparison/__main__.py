@@ -8,10 +8,11 @@ Prints one verdict per schedule both ran, and writes comparison.json's layout fo
 
 import argparse
 import sys
+from pathlib import Path
 
 from thesislab import io
 from thesislab.comparison.experiments import compare_experiments
-from thesislab.errors import stage_main
+from thesislab.errors import UserError, stage_main
 
 
 @stage_main
@@ -22,12 +23,19 @@ def main(argv=None):
     ap.add_argument("challenger", help="the same, compared against the baseline")
     ap.add_argument("--out", help="JSON file for {schedule: comparison}")
     ap.add_argument("--repo", default=".", help="project folder (default: here)")
+    ap.add_argument("--different-data", action="store_true",
+                    help="compare experiments whose test sets differ (refused otherwise)")
     args = ap.parse_args(argv)
-    results = compare_experiments(args.baseline, args.challenger, args.repo)
+    if args.out and Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: is a folder; name a JSON file to write")
+    results = compare_experiments(args.baseline, args.challenger, args.repo, different_data=args.different_data)
     for schedule, result in results.items():
         print(f"{schedule}: {result['verdict']}")
     if args.out:
-        io.write_json(args.out, results)
+        try:
+            io.write_json(args.out, results)
+        except OSError as err:
+            raise UserError(f"--out {args.out}: cannot write there ({err.strerror})") from None
 
 
 if __name__ == "__main__":

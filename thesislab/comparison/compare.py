@@ -5,6 +5,7 @@ An arm is a schedule (the compare stage: static vs dynamic) or an experiment (th
 normalize off vs on); either way it is {seed: the run's numbers}.
 """
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -38,6 +39,10 @@ def check_runs(runs, seeds, where):
                 raise UserError(f"{run.folder}: holds schedule {run.summary.get('schedule')!r} seed "
                                 f"{run.summary.get('seed')!r}, not {schedule} seed {seed}; rerun train@{run.name}")
             digests.add(run.summary.get("config"))
+        knobs = {json.dumps(run.summary.get("schedule_params"), sort_keys=True) for run in per_seed}
+        if len(knobs) > 1:
+            raise UserError(f"{where}: the {schedule} runs were made with different {schedule} params; "
+                            "`dvc repro` reruns the stale ones")
     if len(digests) > 1:
         raise UserError(f"{where}: the runs were made with different params or data; `dvc repro` reruns the stale ones")
 
@@ -49,6 +54,7 @@ def run_numbers(run, settings) -> dict:
         "test_acc": s["test_acc"], "best_test_acc": s["best_test_acc"], "epochs": s["epochs"],
         "train_seconds": s["train_seconds"], "lr_cuts": len(lr_cut_epochs(run.rows)),
         "epochs_to_target": epochs_to_target(run.rows, settings), "lrs": [r["lr"] for r in run.rows],
+        "diverged": s.get("stop_reason") == "diverged",
     }
 
 
@@ -73,11 +79,14 @@ def compare(arms: dict, settings: Settings) -> dict:
         pairs[c]["verdict_code"], pairs[c]["verdict"] = verdict(c, settings.baseline, pairs[c], arms, settings,
                                                                 holm=len(challengers) > 1)
     seeds = sorted({s for arm in arms.values() for s in arm})
+    text = "; ".join(pairs[c]["verdict"] for c in challengers) or (
+        f"one schedule ({settings.baseline}): nothing to compare it with; add another to schedules")
+    diverged = {a: sum(_values(arms[a], "diverged")) for a in arms}
     return {
         # The headline first: `dvc exp show` lists these columns before the details below.
-        "verdict": "; ".join(pairs[c]["verdict"] for c in challengers) or (
-            f"one schedule ({settings.baseline}): nothing to compare it with; add another to schedules"),
+        "verdict": divergence_first(diverged, {a: len(arms[a]) for a in arms}, text),
         "seeds": len(seeds),
+        "diverged": diverged,
         "mean_test_acc": {a: statistics.describe(_values(arms[a], "test_acc"))["mean"] for a in arms},
         "difference": {c: _headline(pairs[c]) for c in challengers},
         "arms": {a: _summary(arms[a], settings) for a in arms},
@@ -86,6 +95,18 @@ def compare(arms: dict, settings: Settings) -> dict:
                      "target_acc": settings.target_acc, "monitor": settings.monitor, "alpha": statistics.ALPHA,
                      "power": statistics.POWER},
     }
+
+
+def divergence_first(diverged, runs, verdict_text) -> str:
+    """Diverged runs come before anything else the verdict says: when every run diverged there is no
+    comparison at all (its numbers are undefined or meaningless); when some did, say which arm lost how many."""
+    total, lost = sum(runs.values()), sum(diverged.values())
+    if lost == 0:
+        return verdict_text
+    if lost == total:
+        return f"all {total} runs diverged: no comparison (try a smaller lr)"
+    parts = [f"{diverged[a]} of {runs[a]} {a} runs diverged" for a in runs if diverged[a]]
+    return f"{', '.join(parts)}; {verdict_text}"
 
 
 def trained_alike(base, challenger) -> bool:
@@ -151,14 +172,14 @@ def verdict(name, baseline, pair, arms, settings, holm=False):
     if acc["p_value"] is None:
         return NO_VERDICT, f"{name} - {baseline} is {diff:+.2f} points on every one of {n} seeds: no spread to test"
     p = acc["p_holm"] if holm else acc["p_value"]
-    p_text = f"{'Holm-adjusted ' if holm else ''}p = {p:.3g}"
+    p_text = f"{'Holm-adjusted ' if holm else ''}p {statistics.p_text(p, '= ')}"
     ci = f"95% CI {acc['ci95_low']:+.2f} to {acc['ci95_high']:+.2f}"
     if p < statistics.ALPHA:
         code, word = (BETTER, "beats") if diff > 0 else (WORSE, "trails")
         return code, f"{name} {word} {baseline} by {abs(diff):.2f} points ({ci}, {p_text}, {n} seeds)"
     if acc["p_equivalence"] is not None and acc["p_equivalence"] < statistics.ALPHA:
         return EQUIVALENT, (f"{name} and {baseline} are equivalent within +-{settings.min_effect:g} points "
-                            f"(difference {diff:+.2f}, {ci}, equivalence p = {acc['p_equivalence']:.3g}, {n} seeds)")
+                            f"(difference {diff:+.2f}, {ci}, equivalence p {statistics.p_text(acc['p_equivalence'], '= ')}, {n} seeds)")
     needed = acc["seeds_needed"]
     more = f"about {needed} seeds" if needed else f"more than {statistics.MAX_SEEDS:,} seeds"
     return INCONCLUSIVE, (f"inconclusive: {name} - {baseline} = {diff:+.2f} points ({ci}, {p_text}); {n} seeds could "

@@ -11,6 +11,7 @@ a DVC experiment name, a commit, branch or tag, or `workspace` for the files on 
 import json
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -94,6 +95,40 @@ def load(rev: Revision, cfg, settings):
     return arms
 
 
+def test_set(rev, cfg) -> tuple:
+    """(dataset, the test labels in path-list order) as the experiment's first run saw them (predictions.csv)."""
+    name = files.run_name(cfg.schedules[0], cfg.seeds[0])
+    text = rev.must_read(f"{runs_folder(rev)}/{name}/{files.PREDICTIONS}")
+    actual = tuple(line.split(",", 1)[0] for line in text.splitlines()[1:] if line)
+    return cfg.dataset, actual
+
+
+def _same_test_set(rev_a, cfg_a, rev_b, cfg_b):
+    """A paired difference means something only on one test set: refuse two."""
+    (data_a, labels_a), (data_b, labels_b) = test_set(rev_a, cfg_a), test_set(rev_b, cfg_b)
+    if (data_a, labels_a) != (data_b, labels_b):
+        def what(data, labels):
+            return f"{data}, {len(set(labels))} classes, {len(labels)} test images"
+
+        raise UserError(f"{rev_a.name} and {rev_b.name} were tested on different test sets ({what(data_a, labels_a)} "
+                        f"vs {what(data_b, labels_b)}); --different-data compares them anyway")
+
+
+def _warn_if_stale(rev):
+    """The workspace's runs may predate its params.yaml (edited, or -S applied, since they trained)."""
+    if rev.sha is not None:
+        return
+    out = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=rev.root, capture_output=True,
+                         text=True)
+    try:
+        stale = [s for s in json.loads(out.stdout or "{}") if s.startswith("train@")]
+    except ValueError:
+        return
+    if stale:
+        print(f"warning: workspace: its params differ from what its runs were trained with ({', '.join(stale[:3])}"
+              f"{', ...' if len(stale) > 3 else ''} are stale; `dvc repro` brings them up to date)", file=sys.stderr)
+
+
 def shared_settings(name_a, cfg_a, cfg_b) -> cmp.Settings:
     """One definition of every compared quantity for both experiments: the first one's target accuracy and
     min_effect; epochs to the target on the split both monitored (test, the one split both have, when their
@@ -103,10 +138,16 @@ def shared_settings(name_a, cfg_a, cfg_b) -> cmp.Settings:
                         max(cfg_a.epochs, cfg_b.epochs), arms_are_schedules=False)
 
 
-def compare_experiments(name_a, name_b, root=".") -> dict:
+def compare_experiments(name_a, name_b, root=".", different_data=False) -> dict:
     """{schedule: comparison of experiment b against experiment a, paired by seed}."""
+    if name_a == name_b:
+        raise UserError(f"{name_a} is both the baseline and the challenger: nothing to compare")
     rev_a, rev_b = Revision(name_a, root), Revision(name_b, root)
     cfg_a, cfg_b = _params(rev_a), _params(rev_b)
+    for rev in (rev_a, rev_b):
+        _warn_if_stale(rev)
+    if not different_data:
+        _same_test_set(rev_a, cfg_a, rev_b, cfg_b)
     settings = shared_settings(name_a, cfg_a, cfg_b)
     arms_a, arms_b = load(rev_a, cfg_a, settings), load(rev_b, cfg_b, settings)
     shared = [s for s in arms_a if s in arms_b]

@@ -1,5 +1,7 @@
 """comparison.md: the comparison as a table a reader takes in at a glance, with the verdict in words."""
 
+from thesislab.comparison import statistics
+
 THESIS = {  # the thesis's own numbers, beside ours
     "speedsigns": "thesis (real signs): 97.6% train, 95.1% test",
     "cifar10": "thesis (VGG16, CIFAR-10): static plateaus at 60-70% test, dynamic > 85%",
@@ -48,4 +50,4 @@ def _ci(d, digits=2):
 
 
 def _p(p):
-    return "-" if p is None else f"{p:.3g}"
+    return "-" if p is None else statistics.p_text(p)

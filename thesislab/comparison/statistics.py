@@ -161,3 +161,11 @@ def _rounded(d, digits=6):
         return v
 
     return {k: one(v) for k, v in d.items()}
+
+
+P_FLOOR = 1e-6  # a p below this is printed as "< 1e-06", never rounded to 0
+
+
+def p_text(p, equals="") -> str:
+    """A p-value as text: three significant digits, and "< 1e-06" for one too small to print so."""
+    return f"< {P_FLOOR:.0e}" if p < P_FLOOR else f"{equals}{p:.3g}"

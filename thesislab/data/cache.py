@@ -5,7 +5,10 @@ The file is written chunk by chunk into a memory map of a temporary sibling and 
 complete, so building it never holds the split in memory, and a build that is killed, or meets a full disk,
 leaves no file under the final name. It is keyed by the image size and every listed file's path, label, size
 and mtime: another dataset, an edited image or another size gives another key. A file under the right name
-with the wrong shape or a truncated body is not trusted: it is rebuilt.
+with the wrong shape or a truncated body is not trusted: it is rebuilt. Nor is one whose bytes differ from
+what was decoded: the build records the file's SHA-256 beside it (`<key>.npy.sha256`), every open checks it
+(about 0.15 s per 100 MB here, BENCHMARKS.md), and a mismatch (pixels zeroed in place, a bit flipped on disk)
+is decoded again.
 """
 
 import contextlib
@@ -34,6 +37,7 @@ def decoded(entries, image_size, cache_dir, progress=True, say=print) -> np.ndar
         images = _open(path, shape, say)
         if images is None:
             _build(path, [p for p, _ in entries], shape, progress)
+            io.write_text(_digest_file(path), _digest(path) + "\n")
             images = np.load(path, mmap_mode="r")
             _prune(cache_dir, keep=KEEP)
         os.utime(path)  # most recently used: kept longest by _prune
@@ -69,7 +73,23 @@ def _open(path, shape, say):
     if images is None or images.shape != shape or images.dtype != np.uint8:
         say(f"{path}: not the decoded images it should be (damaged or stale); decoding again")
         return None
+    try:
+        recorded = _digest_file(path).read_text().strip()
+    except OSError:
+        recorded = None
+    if recorded != _digest(path):
+        say(f"{path}: its bytes differ from what was decoded (SHA-256 mismatch or no record); decoding again")
+        return None
     return images
+
+
+def _digest_file(path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _digest(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _build(path, paths, shape, progress):
@@ -115,3 +135,4 @@ def _prune(folder, keep):
     arrays = sorted(folder.glob("*.npy"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in arrays[keep:]:
         old.unlink(missing_ok=True)
+        _digest_file(old).unlink(missing_ok=True)

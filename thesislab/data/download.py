@@ -22,7 +22,7 @@ from thesislab.parallel import chunked, map_chunks
 def make_dataset(cfg: Config, out_dir, samples_png, sources_dir, progress=True):
     """Build the dataset into a temporary folder and move it into place whole; then draw the sample grid."""
     out_dir = Path(out_dir)
-    source = resolve_source(cfg.source, sources_dir) if cfg.dataset != "speedsigns" else None
+    source = resolve_source(cfg.source, sources_dir, cfg.dataset) if cfg.dataset != "speedsigns" else None
     with io.atomic_dir(out_dir) as tmp, tempfile.TemporaryDirectory(
         prefix=f".{out_dir.name}.work-", suffix=".tmp", dir=out_dir.parent
     ) as work:
@@ -58,8 +58,12 @@ def _hash_files(rels, root):
     return out
 
 
-def resolve_source(source, sources_dir):
-    """A URL as it is; a path resolved against the project root and checked to lie inside sources_dir."""
+def resolve_source(source, sources_dir, dataset="cifar10"):
+    """A URL as it is (CIFAR-10's archive only); a path resolved against the project root and checked to lie
+    inside sources_dir."""
+    if source is not None and str(source).startswith(("http://", "https://")) and dataset == "folder":
+        raise UserError(f"source: {source}: a URL is only for dataset cifar10; for folder, download the folder or "
+                        "archive into data/sources/ and name it there (README: Your own images)")
     if source is None or str(source).startswith(("http://", "https://")):
         return source
     path = Path(source).expanduser()

@@ -10,6 +10,7 @@ reported as such.
 
 import hashlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,23 +26,31 @@ CODE_FOLDERS = (PROJECT / "thesislab", PROJECT / "stages")  # the project's own 
 # Params outside the digest: how often to checkpoint, where and how fast (resolved into `computation`), and the lists
 # that say which runs and comparisons exist.
 NOT_IN_DIGEST = ("checkpoint_every", "schedules", "seeds", "compare", "engine")
+# Each schedule's knobs: in its own runs' fingerprint, not in the digest every run of a comparison shares (a static
+# run made before dynamic.window changed is still the baseline of the new dynamic runs).
+SCHEDULE_KNOBS = ("static", "dynamic", "step", "exp", "cosine", "onecycle", "plateau")
 
 
 def config_digest(cfg, computation: dict, data_files) -> str:
     """A short hash of what every run of one comparison shares: the params (not the schedule or seed), how the
     arithmetic is done (see runtime.computation) and the input files' bytes. metrics.json records it, and
     the compare stage refuses runs whose digests differ."""
-    params = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_DIGEST}
+    params = {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_DIGEST + SCHEDULE_KNOBS}
     h = hashlib.sha256(json.dumps({"params": params, "computation": computation}, sort_keys=True).encode())
     for f in data_files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()[:16]
 
 
-def fingerprint(digest, schedule, seed) -> str:
-    """What a checkpoint must match to be resumed: the configuration, the run, and every project source file
-    the run loaded (a checkpoint made by other code must not be resumed by this one)."""
-    h = hashlib.sha256(f"{digest}:{schedule}:{seed}".encode())
+def schedule_knobs(cfg, schedule) -> dict:
+    """The knobs of one schedule, as params.yaml sets them (metrics.json records them)."""
+    return cfg.to_dict()[schedule]
+
+
+def fingerprint(digest, schedule, seed, knobs=None) -> str:
+    """What a checkpoint must match to be resumed: the configuration, the run and its schedule's knobs, and
+    every project source file the run loaded (a checkpoint made by other code must not be resumed by this one)."""
+    h = hashlib.sha256(f"{digest}:{schedule}:{seed}:{json.dumps(knobs, sort_keys=True)}".encode())
     for f in loaded_project_files():
         h.update(Path(f).read_bytes())
     return h.hexdigest()
@@ -103,12 +112,40 @@ def save_model(path, model, *, name, classes, image_size, dropout, normalization
     })
 
 
+def check_model_meta(path, meta):
+    """Refuse what no model file this pipeline writes can hold: a tampered file would otherwise predict NaN
+    (a std of 0) or fail deep inside the net."""
+    classes, size, dropout, norm = meta.get("classes"), meta.get("image_size"), meta.get("dropout"), \
+        meta.get("normalization")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
+        raise UserError(f"{path}: its class names are not a list of at least 2 names; not a model file to trust")
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024:
+        raise UserError(f"{path}: its image_size {size!r} is not an integer in [8, 1024]; not a model file to trust")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise UserError(f"{path}: its dropout {dropout!r} is not in [0, 1); not a model file to trust")
+    if norm is not None:
+        try:
+            mean, std = [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
+        except (TypeError, KeyError, ValueError):
+            raise UserError(f"{path}: its normalization is not a mean and a std; not a model file to trust") from None
+        if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+            raise UserError(f"{path}: its normalization needs 3 finite means and 3 positive stds (std {std}); "
+                            "not a model file to trust")
+
+
 def load_model(path, device="cpu"):
     """Rebuild a trained model from models/<schedule>.pt: returns (model in eval mode, its metadata)."""
+    if Path(path).is_dir():
+        raise UserError(f"{path}: is a folder; give a model file, e.g. {Path(path) / 'dynamic-0.pt'}")
     meta = load(path)
     if meta.get("format") != MODEL_FORMAT or not isinstance(meta.get("model"), str):
         raise UserError(f"{path}: not a model file made by this pipeline")
-    model = models.build(meta["model"], len(meta["classes"]), meta["image_size"], meta["dropout"])
+    check_model_meta(path, meta)
+    try:
+        model = models.build(meta["model"], len(meta["classes"]), meta["image_size"], meta["dropout"])
+    except UserError as err:  # the registry speaks of params.yaml; here the file is to blame
+        reason = str(err).removeprefix("params.yaml: ").removeprefix("model: ").split(" (see README")[0]
+        raise UserError(f"{path}: cannot rebuild its net: {reason}") from None
     try:
         model.load_state_dict(meta["state_dict"])
     except RuntimeError as err:

@@ -136,7 +136,7 @@ def lr_cut_epochs(rows) -> list:
     return [int(b["epoch"]) for a, b in zip(rows, rows[1:]) if b["lr"] < a["lr"] * (1 - 1e-9)]
 
 
-def summarize(rows, stop_reason, *, schedule, seed, model, device, config) -> dict:
+def summarize(rows, stop_reason, *, schedule, seed, model, device, config, schedule_params=None) -> dict:
     """metrics.json. Accuracies are percent; a number that is undefined (NaN after divergence, no validation
     split) is null, never a string, and stop_reason says why."""
     last = rows[-1]
@@ -164,6 +164,7 @@ def summarize(rows, stop_reason, *, schedule, seed, model, device, config) -> di
         "model": model,
         "device": device,
         "config": config,  # the same in every run of one comparison (checkpoint.config_digest)
+        "schedule_params": schedule_params or {},  # this schedule's knobs: the same in every run of its arm
     }
 
 
@@ -181,6 +182,8 @@ def write_run(folder, live_folder, labels, predictions, classes):
     leaves the previous run's folder as it was)."""
     with io.atomic_dir(folder) as tmp:
         shutil.copy2(Path(live_folder) / files.METRICS, tmp / files.METRICS)
-        shutil.copytree(Path(live_folder) / files.EPOCHS, tmp / files.EPOCHS)
+        (tmp / files.EPOCHS).mkdir(parents=True)
+        for tsv in sorted((Path(live_folder) / files.EPOCHS).iterdir()):  # file by file: a full disk is an
+            shutil.copy2(tsv, tmp / files.EPOCHS / tsv.name)               # OSError, not copytree's shutil.Error
         files.add_unlogged_columns(tmp)  # inside the atomic folder: written with the rest, or not at all
         files.write_predictions(tmp, labels, predictions, classes)

@@ -7,7 +7,7 @@ until a stop rule fires, then write the model and the run's folder, and drop its
 import shutil
 import sys
 
-from thesislab import config, files
+from thesislab import config, files, io
 from thesislab.errors import UserError
 from thesislab.train import assemble, checkpoint, models, runtime, schedules
 from thesislab.train.log import EpochLog, LiveLog, write_run
@@ -41,7 +41,8 @@ def _train(cfg, schedule, seed, paths, rt, progress):
                               resident=cfg.engine.resident, progress=progress, say=say)
     trainer = assemble.build_trainer(cfg, schedule, seed, data, rt, paths.weights, say)
     digest = checkpoint.config_digest(cfg, runtime.computation(rt, cfg.engine), assemble.data_files(paths, cfg.weights))
-    fingerprint = checkpoint.fingerprint(digest, schedule, seed)
+    knobs = checkpoint.schedule_knobs(cfg, schedule)
+    fingerprint = checkpoint.fingerprint(digest, schedule, seed, knobs)
     rows = assemble.resume(trainer, paths.checkpoint, fingerprint, say)
     log = LiveLog(paths.log, paths.live, name, rows) if rt.main else EpochLog(rows)  # under DDP only rank 0 logs
 
@@ -53,7 +54,7 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     rules = StopRules(cfg.epochs, cfg.loss_stop, cfg.monitor, cfg.checkpoint_every)
     stop_reason = fit(trainer, log, rules, save_checkpoint, say, name, progress)
     summary = log.summary(stop_reason, schedule=schedule, seed=seed, model=cfg.model, device=runtime.describe(rt),
-                          config=digest)
+                          config=digest, schedule_params=knobs)
     if rt.main:
         log.finish(summary)
         _write_outputs(cfg, data, trainer, paths)
@@ -66,9 +67,10 @@ def _train(cfg, schedule, seed, paths, rt, progress):
 def _write_outputs(cfg, data, trainer, paths):
     test = assemble.batches(data, data.test, assemble.eval_batch_size(cfg), trainer.rt, shard=False)
     predictions = trainer.predict(test)
-    checkpoint.save_model(paths.model, trainer.model, name=cfg.model, classes=data.classes,
-                          image_size=cfg.image_size, dropout=cfg.dropout, normalization=data.normalization)
-    write_run(paths.run, paths.log, data.test.labels.cpu().tolist(), predictions.tolist(), data.classes)
+    with io.together():  # the model and the run's folder are replaced together: never one run's beside another's
+        checkpoint.save_model(paths.model, trainer.model, name=cfg.model, classes=data.classes,
+                              image_size=cfg.image_size, dropout=cfg.dropout, normalization=data.normalization)
+        write_run(paths.run, paths.log, data.test.labels.cpu().tolist(), predictions.tolist(), data.classes)
 
 
 def _say_summary(name, s, say):

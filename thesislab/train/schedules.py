@@ -145,22 +145,21 @@ def _torch_epoch(make_scheduler):
 
 
 def _plateau(optimizer, cfg, steps):
-    opts = cfg.torch_schedules.plateau
+    opts = cfg.plateau
     return TorchPlateau(optimizer, lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=opts.factor,
                                                                   patience=opts.patience))
 
 
 def _onecycle(optimizer, cfg, steps):
     return TorchOneCycle(optimizer, lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
-                                                            pct_start=cfg.torch_schedules.onecycle.pct_start))
+                                                            pct_start=cfg.onecycle.pct_start))
 
 
 REGISTRY = {
     "static": lambda optimizer, cfg, steps: Static(optimizer),
     "dynamic": lambda optimizer, cfg, steps: Dynamic(optimizer, cfg.dynamic),
-    "step": _torch_epoch(lambda o, cfg: lr_scheduler.StepLR(o, cfg.torch_schedules.step.step_size,
-                                                            cfg.torch_schedules.step.gamma)),
-    "exp": _torch_epoch(lambda o, cfg: lr_scheduler.ExponentialLR(o, cfg.torch_schedules.exp.gamma)),
+    "step": _torch_epoch(lambda o, cfg: lr_scheduler.StepLR(o, cfg.step.step_size, cfg.step.gamma)),
+    "exp": _torch_epoch(lambda o, cfg: lr_scheduler.ExponentialLR(o, cfg.exp.gamma)),
     "cosine": _torch_epoch(lambda o, cfg: lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs)),
     "onecycle": _onecycle,
     "plateau": _plateau,
