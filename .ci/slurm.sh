@@ -7,7 +7,10 @@ cmd=${1:-start}
 host=$(hostname -s)
 conf=/etc/slurm/slurm.conf
 
+marker=/etc/slurm/.thesislab-test-cluster  # this script's own cluster: the only one it configures or stops
+
 stop() {
+    [[ -e $marker ]] || return 0
     pkill -x slurmd 2>/dev/null || true
     pkill -x slurmctld 2>/dev/null || true
     pkill -x munged 2>/dev/null || true
@@ -15,12 +18,17 @@ stop() {
 
 if [[ $cmd == stop ]]; then stop; exit 0; fi
 if [[ $(id -u) != 0 ]]; then echo "slurm: not root, cannot start a cluster" >&2; exit 3; fi
+if [[ -e $conf && ! -e $marker ]]; then
+    echo "slurm: $conf is not this script's (a real SLURM install?): leaving it and its daemons alone" >&2
+    exit 3
+fi
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     command -v apt-get >/dev/null || { echo "slurm: no apt-get to install slurm-wlm" >&2; exit 3; }
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge) >/dev/null
 fi
 stop
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge
+touch $marker
 cat > $conf <<CONF
 ClusterName=thesislab
 SlurmctldHost=$host

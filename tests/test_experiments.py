@@ -110,6 +110,7 @@ def test_two_experiments_with_no_seed_in_common_are_one_line(proj):
     proj.dvc("checkout", "-q", check=False)
 
 
+@pytest.mark.slow  # CI runs it after make test (make test-slow)
 def test_a_torchvision_model_by_name_runs_through_dvc(proj):
     result = proj.dvc("exp", "run", "-n", "resnet", "-S", "model=resnet18")
     assert "Running stage 'train@static-0'" in result.stdout and "resnet18 on cpu" in result.stdout
@@ -144,6 +145,9 @@ def test_experiments_on_different_test_sets_are_refused_unless_asked(proj):
     assert refused.stderr.strip() == ("error: HEAD and more-test were tested on different test sets (speedsigns, 11 "
                                       "classes, 44 test images vs speedsigns, 11 classes, 55 test images); "
                                       "--different-data compares them anyway")
+    proj.dvc("exp", "run", "-n", "other-images", "-S", "speedsigns.test_per_class=4", "-S", "speedsigns.seed=1")
+    same_labels = comparison_cli(proj, "HEAD", "other-images")
+    assert same_labels.returncode == 2 and "(the same labels, other images: test sets " in same_labels.stderr
     asked = comparison_cli(proj, "HEAD", "more-test", "--different-data")
     assert asked.returncode == 0 and asked.stdout.startswith("static: ")
     # A workspace whose params changed after its runs trained is compared with a warning that says so.

@@ -61,3 +61,37 @@ def test_outputs_written_together_change_together_or_not_at_all(tmp_path, interr
             io.write_text(tmp / "fig.png", "new")
     assert a.read_text() == "new" and (folder / "fig.png").read_text() == "new"
     assert sorted(os.listdir(tmp_path)) == ["comparison.json", "plots"] and os.listdir(folder) == ["fig.png"]
+
+
+def test_a_block_inside_another_hands_its_outputs_to_the_outer_one(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    with io.together():
+        io.write_text(a, "a")
+        with io.together():
+            io.write_text(b, "b")
+        assert not b.exists()  # the inner block's end is not the end
+    assert a.read_text() == "a" and b.read_text() == "b"
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "b.txt"]
+
+
+def test_ctrl_c_while_outputs_are_put_in_place_waits_for_the_last(tmp_path, monkeypatch):
+    """A signal that lands between two renames is held until both are done, then delivered."""
+    import signal
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    io.write_text(a, "old")
+    io.write_text(b, "old")
+    real, calls = os.replace, []
+
+    def replace_then_ctrl_c(src, dst):
+        real(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C right after the first output is in place
+
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        with io.together():
+            io.write_text(a, "new")
+            io.write_text(b, "new")
+    assert a.read_text() == "new" and b.read_text() == "new" and len(calls) == 2

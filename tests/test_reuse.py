@@ -84,3 +84,6 @@ def test_a_fresh_clone_reuses_the_committed_runs(proj, tmp_path):
     assert "every train stage is up to date" in swept.stdout
     assert not [s for s in ran(swept) if s.startswith("train@")]
     assert "runs are up to date but their model files are not here" in swept.stdout
+    named = other.run(sys.executable, "-m", "thesislab.sweep", "-n", "x", check=False)
+    assert named.returncode == 2 and named.stderr.strip().startswith(
+        "error: this workspace lacks the model files of its committed runs")

@@ -99,6 +99,9 @@ def test_a_named_sweep_is_an_experiment_like_exp_run(tmp_path):
     assert yaml.safe_load(swept.git("show", f"{ref}:params.yaml").stdout)["compare"]["min_effect"] == 1
     shown = swept.dvc("exp", "show", "--no-pager", "--csv").stdout
     assert "wide-margin" in shown
+    again = sweep(swept, "-n", "wide-margin", check=False)  # a name taken: refused before any work
+    assert again.returncode == 2 and again.stderr.strip() == (
+        "error: -n wide-margin: an experiment of that name exists (dvc exp remove wide-margin, or another name)")
     diff = json.loads(swept.dvc("params", "diff", "HEAD", ref, "--json").stdout)
     assert (diff["params.yaml"]["compare.min_effect"]["old"], diff["params.yaml"]["compare.min_effect"]["new"]) == (0.5, 1)
 

@@ -105,3 +105,24 @@ def test_ctrl_c_cancels_every_run_and_a_second_sweep_is_refused(slow_serial, tmp
     assert "resuming from" in (project.path / ".sweep" / "logs" / "static-0.log").read_text()
     assert_lands_as(project, slow_serial)
     assert os.listdir(project.path / "checkpoints") == []
+
+
+def test_a_sweep_killed_keeps_the_runs_that_finished_and_leaves_none_training(slow_serial, tmp_path):
+    """SIGTERM (a scheduler's limit, `kill`) ends the sweep as Ctrl-C does; every run that finished before was
+    already recorded in dvc.lock as it finished, so the next sweep trains only the rest."""
+    import yaml
+
+    project = make_project(tmp_path / "proj", **SLOW)
+    child = start_sweep(project, "--jobs", "1")
+    deadline = time.time() + 180
+    lock = project.path / "dvc.lock"
+    while not (lock.exists() and "train@static-0" in (yaml.safe_load(lock.read_text()) or {}).get("stages", {})):
+        assert time.time() < deadline and child.poll() is None, "static-0 was never recorded"
+        time.sleep(0.1)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert train_processes(project) == []
+    out = sweep(project).stdout
+    assert "sweep: 1 runs to train" in out
+    assert_lands_as(project, slow_serial)

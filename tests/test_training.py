@@ -718,3 +718,17 @@ def test_a_full_disk_while_writing_the_run_folder_keeps_the_old_model_and_folder
     assert paths.model.read_bytes() == model
     assert {p: p.read_bytes() for p in paths.run.rglob("*") if p.is_file()} == folder
     assert sorted(p.name for p in paths.model.parent.iterdir()) == [paths.model.name]  # no temporary left
+
+
+def test_a_run_already_training_elsewhere_is_refused(tiny_data, tmp_path):
+    """Two processes must never write one run's checkpoint, model and folder (a sweep's retry while the lost task
+    still runs): the working folder's lock says who trains it."""
+    import fcntl
+
+    paths = run_paths(tiny_data, tmp_path)
+    paths.work.mkdir(parents=True)
+    with open(paths.work / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match=r"train@static-0 is already training in another process"):
+            train(tiny_config(epochs=1), "static", 0, paths, progress=False)
+    assert not paths.model.exists() and not paths.run.exists()

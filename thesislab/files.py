@@ -17,6 +17,7 @@ names inside those folders, and what each file holds, are defined below and nowh
 """
 
 import csv
+import hashlib
 import io as _io
 import json
 import math
@@ -114,6 +115,23 @@ def _parse_pathlist_line(line, where, num_classes):
     if not 0 <= label < num_classes:
         raise UserError(f"{where}: label {label} out of range 0..{num_classes - 1}")
     return rel, label
+
+
+def test_set_digest(pathlist_folder, root) -> str:
+    """What a run was tested on, as one short hash: the test path list (paths and labels, in order), the class
+    names, and each test image's size and md5 from the dataset's manifest where there is one. Two experiments
+    compare by seed only when theirs agree."""
+    h = hashlib.sha256()
+    test_list = pathlist_file(pathlist_folder, "test").read_bytes()
+    h.update(test_list)
+    h.update((Path(pathlist_folder) / CLASSES).read_bytes())
+    manifest = Path(root) / MANIFEST
+    if manifest.is_file():
+        wanted = {line.split("\t", 1)[0] for line in test_list.decode("utf-8").splitlines() if line}
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            if line.split("\t", 1)[0] in wanted:
+                h.update(line.encode() + b"\n")
+    return h.hexdigest()[:16]
 
 
 # --- stats.json: {"mean": [r, g, b], "std": [r, g, b], "count": images, "pixels": per channel}, [0, 1] units --

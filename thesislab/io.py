@@ -39,37 +39,48 @@ _block = threading.local()  # .pending: [(put in place, throw away)] while a tog
 def together():
     """Every file and folder written atomically inside the block is put in place at its end, all at once, with
     Ctrl-C and SIGTERM held until the last is in place; an error or an interrupt inside the block leaves every
-    earlier output as it was."""
+    earlier output as it was. A block inside another hands its outputs to the outer one."""
     outer = getattr(_block, "pending", None)
+    if outer is not None:
+        yield
+        return
     _block.pending = []
     try:
         yield
+        pending = _block.pending
+        with _signals_held():
+            for i, (put, _) in enumerate(pending):
+                try:
+                    put()
+                except BaseException:
+                    for _, discard in pending[i + 1:]:
+                        discard()
+                    raise
     except BaseException:
         for _, discard in _block.pending:
             discard()
         raise
-    else:
-        held = _hold_signals()
-        try:
-            for put, _ in _block.pending:
-                put()
-        finally:
-            _release_signals(held)
     finally:
-        pending, _block.pending = _block.pending, outer
-        if outer is not None:  # a nested block hands its renames to the outer one
-            outer.extend(pending)
+        _block.pending = None
 
 
-def _hold_signals():
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM recorded, not acted on, until the block ends, then re-delivered. Python runs signal
+    handlers in the main thread whichever thread the signal reached, so this holds in a threaded process too;
+    off the main thread (where handlers cannot be set) the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
-def _release_signals(held):
-    if held is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        yield
+        return
+    caught = []
+    previous = {sig: signal.signal(sig, lambda s, _frame: caught.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
 
 
 def _put_in_place(put, discard):

@@ -43,3 +43,16 @@ def map_chunks(fn, chunks, *args, desc="", progress=True, workers=None):
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise
+
+
+def die_with_parent():
+    """Have this process get SIGTERM when the process that started it dies (Linux; elsewhere a no-op): a killed
+    sweep, or a Ray worker cancelled by force, then leaves no run training on, writing files that the run
+    started in its place writes too."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

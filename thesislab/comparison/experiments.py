@@ -96,22 +96,31 @@ def load(rev: Revision, cfg, settings):
 
 
 def test_set(rev, cfg) -> tuple:
-    """(dataset, the test labels in path-list order) as the experiment's first run saw them (predictions.csv)."""
+    """(dataset, the test labels in path-list order, the test-set digest) as the experiment's first run saw
+    them (its predictions.csv and metrics.json)."""
     name = files.run_name(cfg.schedules[0], cfg.seeds[0])
-    text = rev.must_read(f"{runs_folder(rev)}/{name}/{files.PREDICTIONS}")
+    folder = f"{runs_folder(rev)}/{name}"
+    text = rev.must_read(f"{folder}/{files.PREDICTIONS}")
     actual = tuple(line.split(",", 1)[0] for line in text.splitlines()[1:] if line)
-    return cfg.dataset, actual
+    try:
+        digest = json.loads(rev.must_read(f"{folder}/{files.METRICS}")).get("test_set")
+    except (ValueError, AttributeError):
+        digest = None
+    return cfg.dataset, actual, digest
 
 
 def _same_test_set(rev_a, cfg_a, rev_b, cfg_b):
-    """A paired difference means something only on one test set: refuse two."""
-    (data_a, labels_a), (data_b, labels_b) = test_set(rev_a, cfg_a), test_set(rev_b, cfg_b)
-    if (data_a, labels_a) != (data_b, labels_b):
+    """A paired difference means something only on one test set: refuse two (other images with the same labels,
+    from another generator seed or folder, differ in the digest)."""
+    (data_a, labels_a, digest_a), (data_b, labels_b, digest_b) = test_set(rev_a, cfg_a), test_set(rev_b, cfg_b)
+    if (data_a, labels_a) != (data_b, labels_b) or (digest_a and digest_b and digest_a != digest_b):
         def what(data, labels):
             return f"{data}, {len(set(labels))} classes, {len(labels)} test images"
 
-        raise UserError(f"{rev_a.name} and {rev_b.name} were tested on different test sets ({what(data_a, labels_a)} "
-                        f"vs {what(data_b, labels_b)}); --different-data compares them anyway")
+        differ = (f"{what(data_a, labels_a)} vs {what(data_b, labels_b)}" if (data_a, labels_a) != (data_b, labels_b)
+                  else f"the same labels, other images: test sets {digest_a} vs {digest_b}")
+        raise UserError(f"{rev_a.name} and {rev_b.name} were tested on different test sets ({differ}); "
+                        "--different-data compares them anyway")
 
 
 def _warn_if_stale(rev):

@@ -12,10 +12,13 @@ finish is named, the comparison is left as it was (exit 2), and rerunning the sw
 """
 
 import argparse
+import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -68,7 +71,7 @@ def sweep_env(cfg, opts) -> SweepEnv:
     threads = cfg.engine.threads
     if opts.engine == "local":
         device = runtime.pick_device(cfg.engine.device).type
-        gpus = list(range(torch.cuda.device_count())) if device == "cuda" else []
+        gpus = visible_gpus(torch.cuda.device_count()) if device == "cuda" else []
     else:
         asked = cfg.engine.device
         device = asked if asked in ("cpu", "cuda") else ("cuda" if opts.gpus_per_run else "cpu")
@@ -80,6 +83,15 @@ def sweep_env(cfg, opts) -> SweepEnv:
     return SweepEnv(threads, device, gpus, env)
 
 
+def visible_gpus(count) -> list:
+    """The GPUs this process was given, as CUDA_VISIBLE_DEVICES names them (indices or MIG/GPU UUIDs): a run
+    on the first gets the first entry, not physical GPU 0."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is None:
+        return [str(i) for i in range(count)]
+    return [g.strip() for g in given.split(",") if g.strip()][:count]
+
+
 def check_options(opts, cfg):
     if opts.retries < 0:
         raise UserError("--retries: must be 0 or more")
@@ -87,6 +99,8 @@ def check_options(opts, cfg):
         opts.gpus_per_run = 1 if cfg.engine.device == "cuda" and opts.engine != "local" else 0
     if opts.gpus_per_run < 0 or (opts.max_parallel is not None and opts.max_parallel < 1):
         raise UserError("--gpus-per-run must be 0 or more, --max-parallel at least 1")
+    if opts.engine != "local" and cfg.engine.device == "cuda" and opts.gpus_per_run == 0:
+        raise UserError("--gpus-per-run 0 with engine.device: cuda: the runs would get no GPU; ask for one or more")
     if cfg.engine.nproc > 1:
         raise UserError("engine.nproc > 1 (one run over several GPUs) is run by dvc repro, not the sweep: "
                         "the sweep runs many one-GPU runs at once")
@@ -128,15 +142,20 @@ def fresh_state(tasks):
 
 def sweep(opts):
     lock = one_sweep_at_a_time()
-    if opts.set_param:
-        plan.set_params(opts.set_param)
-    cfg = config.load()
+    cfg = plan.params_with(opts.set_param)  # params.yaml as -S would leave it, checked; not written yet
     check_options(opts, cfg)
     env = sweep_env(cfg, opts)
     engine = make_engine(opts, env)
+    experiment = bool(opts.name or opts.set_param)
+    if experiment:
+        plan.check_experiment_name(opts.name)
+    plan.set_params(opts.set_param)
     upstream = plan.upstream_stages()
     if upstream:
         plan.dvc("repro", *upstream)
+    if experiment and plan.missing_cached_outputs():
+        raise UserError("this workspace lacks the model files of its committed runs (a fresh clone: DVC's cache "
+                        "is not in git), which an experiment must hold; `dvc pull` them, or run without -n/-S")
     tasks = plan.stale_tasks(cfg.epochs)
     if tasks:
         train(engine, tasks, opts)
@@ -149,43 +168,91 @@ def sweep(opts):
         print(f"note: {len(absent)} runs are up to date but their model files are not here ({absent[0]}, ...): "
               "DVC's cache is not in git; `dvc pull` brings them from a remote, `dvc repro -f -s train@<run>` "
               "trains one again")
-    if opts.name or opts.set_param:
+    if experiment:
         plan.save_experiment(opts.name)
     lock.close()
 
 
+RECORD_EVERY = 5.0  # seconds between `dvc commit`s of runs that finished meanwhile (each costs a DVC start-up)
+
+
 def train(engine, tasks, opts):
+    """Run the tasks through the engine (in a thread) while this thread records each finished run in DVC as it
+    finishes: a sweep that dies later, however, keeps what finished."""
     print(f"sweep: {len(tasks)} runs to train; {engine.describe()}")
     fresh_state(tasks)
-    outcome = {}
-    try:
-        with Board(tasks) as board:
-            outcome = engine.run(tasks, board, opts.retries)
-    except KeyboardInterrupt:
-        finished = [t for t in tasks if _finished(t)]
-        _record(finished)
-        print(f"interrupted: the engine's runs are cancelled; {len(finished)} finished runs are recorded, the "
-              "others resume from their checkpoints when the sweep is run again", file=sys.stderr)
-        sys.exit(130)
-    done = [t for t in tasks if outcome.get(t.name) == 0 and _finished(t)]
-    _record(done)
-    missing = [t for t in tasks if t not in done]
+    recorder = Recorder(tasks)
+    result = {}
+
+    def run_engine():
+        try:
+            result["outcome"] = engine.run(tasks, board, opts.retries)
+        except BaseException as err:  # re-raised below, in the main thread
+            result["error"] = err
+
+    with _termination_as_interrupt(), Board(tasks) as board:
+        worker = threading.Thread(target=run_engine, daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(RECORD_EVERY)
+                recorder.record_finished()
+        except KeyboardInterrupt:
+            engine.cancel()
+            worker.join(120)
+            recorder.record_finished()
+            print(f"interrupted: the engine's runs are cancelled; {len(recorder.recorded)} finished runs are "
+                  "recorded, the others resume from their checkpoints when the sweep is run again "
+                  "(with the same -S and -n)", file=sys.stderr)
+            sys.exit(130)
+    recorder.record_finished()
+    if "error" in result:
+        raise result["error"]
+    recorder.refuse_changed()
+    outcome = result["outcome"]
+    missing = [t for t in tasks if t.name not in recorder.recorded]
     if missing:
         names = ", ".join(f"{t.stage} ({describe_exit(outcome.get(t.name))}; log {t.log})" for t in missing)
         raise UserError(f"{len(missing)} of {len(tasks)} runs did not finish: {names}; the comparison was not "
-                        "updated; run the sweep again to train only those")
+                        "updated; run the sweep again (with the same -S and -n) to train only those")
 
 
-def _finished(task) -> bool:
-    return read_status(task.status).get("state") == "done"
+class Recorder:
+    """Records finished runs with `dvc commit`, each once, after checking that what it was trained from is
+    still what the workspace holds."""
+
+    def __init__(self, tasks):
+        self.tasks, self.recorded, self.changed = tasks, set(), []
+
+    def record_finished(self):
+        done = [t for t in self.tasks if t.name not in self.recorded and t not in self.changed
+                and read_status(t.status).get("state") == "done"]
+        if not done:
+            return
+        same, changed = plan.unchanged(done)
+        plan.record(same)
+        self.recorded |= {t.name for t in same}
+        self.changed += changed
+
+    def refuse_changed(self):
+        if self.changed:
+            raise UserError(f"params, code or data changed while {', '.join(t.stage for t in self.changed)} "
+                            "trained: their results are not recorded; run the sweep again")
 
 
-def _record(tasks):
-    same, changed = plan.unchanged(tasks)
-    plan.record(same)
-    if changed:
-        raise UserError(f"params, code or data changed while {', '.join(t.stage for t in changed)} trained: their "
-                        "results are not recorded; run the sweep again")
+@contextlib.contextmanager
+def _termination_as_interrupt():
+    """SIGTERM (kill, a scheduler's time limit) and SIGHUP (a closed terminal) end the sweep as Ctrl-C does:
+    runs cancelled, finished ones recorded."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @stage_main

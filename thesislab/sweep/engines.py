@@ -43,6 +43,7 @@ class Local:
     def __init__(self, opts, env):
         self.opts, self.env = opts, env
         self.procs = {}
+        self.lock = threading.Lock()  # procs and cancelled change together: no run starts after a cancel
         self.cancelled = threading.Event()
         self.slots = self._slots()
 
@@ -52,15 +53,14 @@ class Local:
         if gpus:
             slots = [{"CUDA_VISIBLE_DEVICES": str(g)} for g in gpus for _ in range(self.opts.runs_per_gpu)]
         else:
-            cores = len(os.sched_getaffinity(0))
-            slots = [{"CUDA_VISIBLE_DEVICES": ""}] * max(1, cores // self.env.threads)
+            slots = [{"CUDA_VISIBLE_DEVICES": ""}] * max(1, cores() // self.env.threads)
         if self.opts.jobs:
             slots = (slots * self.opts.jobs)[: self.opts.jobs]
         return slots
 
     def describe(self):
         kind = f"{len(self.env.gpus)} GPUs x {self.opts.runs_per_gpu}" if self.env.gpus else \
-            f"{len(os.sched_getaffinity(0))} cores / {self.env.threads} threads a run"
+            f"{cores()} cores / {self.env.threads} threads a run"
         return f"local: {len(self.slots)} runs at once ({kind}; --jobs to change)"
 
     def run(self, tasks, board, retries) -> dict:
@@ -69,23 +69,18 @@ class Local:
             free.put(slot)
         with ThreadPoolExecutor(len(self.slots)) as pool:
             futures = {t.name: pool.submit(self._one, t, free, board, retries) for t in tasks}
-            try:
-                while not all(f.done() for f in futures.values()):
-                    time.sleep(0.2)
-            except KeyboardInterrupt:
-                self.cancel()
-                raise
         return {name: f.result() for name, f in futures.items()}
 
     def _one(self, task, free, board, retries):
         slot = free.get()
         try:
             for attempt in range(retries + 1):
-                if self.cancelled.is_set():
-                    return 130
-                proc = subprocess.Popen(worker_cmd(task), env={**self.env.vars, **slot}, start_new_session=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                self.procs[task.name] = proc
+                with self.lock:
+                    if self.cancelled.is_set():
+                        return 130
+                    proc = subprocess.Popen(worker_cmd(task), env={**self.env.vars, **slot}, start_new_session=True,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    self.procs[task.name] = proc
                 rc = proc.wait()
                 if not retryable(rc) or self.cancelled.is_set():
                     return rc
@@ -97,8 +92,9 @@ class Local:
 
     def cancel(self):
         """Ctrl-C: stop every run cleanly (SIGINT, as a terminal would), then by force after 20 s."""
-        self.cancelled.set()
-        live = [p for p in self.procs.values() if p.poll() is None]
+        with self.lock:
+            self.cancelled.set()
+            live = [p for p in self.procs.values() if p.poll() is None]
         for p in live:
             _signal_group(p, signal.SIGINT)
         deadline = time.time() + 20
@@ -107,6 +103,14 @@ class Local:
                 p.wait(max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 _signal_group(p, signal.SIGKILL)
+
+
+def cores() -> int:
+    """CPUs this process may use (its affinity where the OS has one, as under SLURM or taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
 
 
 def _signal_group(proc, sig):
@@ -133,10 +137,10 @@ SBATCH_SCRIPT = """#!/bin/bash
 #SBATCH --cpus-per-task={cpus}
 #SBATCH --requeue
 {extra}
-cd {root}
-line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {tasks})
+cd "{root}"
+line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "{tasks}")
 name=${{line%%$'\\t'*}}
-exec {python} -m thesislab.sweep.worker {state}/runs/$name.json {state}/logs/$name.log -- "${{line#*$'\\t'}}"
+exec "{python}" -m thesislab.sweep.worker "{state}/runs/$name.json" "{state}/logs/$name.log" -- "${{line#*$'\\t'}}"
 """
 
 
@@ -149,6 +153,7 @@ class Slurm:
     def __init__(self, opts, env):
         self.opts, self.env = opts, env
         self.jobs = []
+        self.cancelled = threading.Event()
 
     def describe(self):
         limit = f", at most {self.opts.max_parallel} at once" if self.opts.max_parallel else ""
@@ -174,7 +179,8 @@ class Slurm:
                                                extra="\n".join(extra), root=Path.cwd(), tasks=listing,
                                                python=sys.executable))
         array = f"0-{len(tasks) - 1}" + (f"%{self.opts.max_parallel}" if self.opts.max_parallel else "")
-        out = subprocess.run(["sbatch", "--parsable", f"--array={array}", str(script)], env=self.env.vars,
+        env = self.env.vars if self.opts.gpus_per_run else {**self.env.vars, "CUDA_VISIBLE_DEVICES": ""}
+        out = subprocess.run(["sbatch", "--parsable", f"--array={array}", str(script)], env=env,
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise UserError(f"sbatch refused the job array: {(out.stderr or out.stdout).strip().splitlines()[-1]}")
@@ -182,9 +188,16 @@ class Slurm:
         self.jobs.append(job)
         return job
 
-    def _in_queue(self, job) -> dict:
-        """{array index: state} of the job's tasks still queued or running."""
-        out = subprocess.run(["squeue", "-h", "-r", "-j", job, "-o", "%K %T"], capture_output=True, text=True)
+    def _in_queue(self, job):
+        """{array index: state} of the job's tasks still queued or running; None when squeue did not answer (a
+        busy controller): not the same as an empty queue, where a task that left without a status is lost."""
+        try:
+            out = subprocess.run(["squeue", "-h", "-r", "-j", job, "-o", "%K %T"], capture_output=True, text=True,
+                                 timeout=60)
+        except subprocess.TimeoutExpired:
+            return None
+        if out.returncode != 0:
+            return None
         found = {}
         for line in out.stdout.splitlines():
             index, _, state = line.strip().partition(" ")
@@ -196,7 +209,7 @@ class Slurm:
         outcome, tries = {}, {t.name: 0 for t in tasks}
         pending = list(tasks)
         try:
-            while pending:
+            while pending and not self.cancelled.is_set():
                 job = self._submit(pending)
                 for i, t in enumerate(pending):
                     tries[t.name] += 1
@@ -210,7 +223,9 @@ class Slurm:
     def _follow(self, job, batch, outcome, board, tries, retries) -> list:
         """Wait until none of the job's tasks is queued or running; return the tasks to submit again."""
         time.sleep(1)
-        while self._in_queue(job):
+        while (queued := self._in_queue(job)) is None or queued:
+            if self.cancelled.is_set():
+                return []
             time.sleep(2)
         again = []
         for t in batch:
@@ -226,6 +241,7 @@ class Slurm:
         return again
 
     def cancel(self):
+        self.cancelled.set()
         for job in self.jobs:
             subprocess.run(["scancel", job], capture_output=True)
 
@@ -265,6 +281,7 @@ def _ray_task(argv, env, cwd):
 
     node = ray.get_runtime_context().get_node_id()[:8]
     env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in ray.get_gpu_ids()), WHERE: f"ray node {node}"}
+    # The worker command ends with this Ray worker (it sets PR_SET_PDEATHSIG): a forced cancel leaves no run.
     rc = sp.call(argv, env=env, cwd=cwd, stdout=sp.DEVNULL, stderr=sp.DEVNULL)
     if retryable(rc):
         raise RuntimeError(f"exit {rc}")  # Ray retries an exception (retry_exceptions); exit 0 and 2 are final

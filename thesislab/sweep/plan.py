@@ -6,11 +6,13 @@ cached outputs into the cache, as `dvc repro` does after running a command), the
 train stages up to date and runs the comparison. docs/design.md says why not the run-cache.
 """
 
+import contextlib
 import json
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,29 +55,61 @@ def dvc(*args, capture=False):
     return result.stdout
 
 
-def set_params(overrides):
-    """-S key=value, applied by DVC's own code as `dvc exp run -S` applies them, to a copy of params.yaml that
-    replaces it only once the params it holds pass every check: a bad value leaves params.yaml as it was."""
+def _apply(overrides, target):
+    """-S key=value onto the params file `target`, by DVC's own code, as `dvc exp run -S` applies them."""
     from dvc.utils.cli_parse import to_path_overrides
     from dvc.utils.hydra import apply_overrides
 
     for path, values in to_path_overrides(overrides).items():
         if Path(path).name != "params.yaml":
             raise UserError(f"-S {values[0]}: only params.yaml holds this pipeline's params")
-        with io.atomic_path(path) as tmp:
-            shutil.copyfile(path, tmp)
-            try:
-                apply_overrides(str(tmp), values)
-            except Exception as err:  # DVC's override errors carry Hydra's reason as their cause
-                reason = str(err.__cause__ or err).splitlines()
-                raise UserError(f"-S {' '.join(values)}: {'; '.join(reason[:2])}") from None
+        try:
+            apply_overrides(str(target), values)
+        except Exception as err:  # DVC's override errors carry Hydra's reason as their cause
+            reason = str(err.__cause__ or err).splitlines()
+            raise UserError(f"-S {' '.join(values)}: {'; '.join(reason[:2])}") from None
+
+
+def params_with(overrides):
+    """The params params.yaml would hold after -S, checked, with params.yaml left as it is."""
+    if not overrides:
+        return config.load()
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "params.yaml"
+        shutil.copyfile("params.yaml", copy)
+        _apply(overrides, copy)
+        return config.load(copy)
+
+
+def set_params(overrides):
+    """Write -S into params.yaml: a copy replaces it only once the params it holds pass every check."""
+    if overrides:
+        with io.atomic_path("params.yaml") as tmp:
+            shutil.copyfile("params.yaml", tmp)
+            _apply(overrides, tmp)
             config.load(tmp)
 
 
 def _repo():
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    return Repo(".")
+    try:
+        return Repo(".")
+    except DvcException as err:
+        raise UserError(f"dvc: {str(err).splitlines()[0]}") from None
+
+
+@contextlib.contextmanager
+def _dvc_errors():
+    """DVC's own errors (its lock held by a `dvc repro` beside the sweep, a broken dvc.yaml, a param key missing
+    from params.yaml) as one line."""
+    from dvc.exceptions import DvcException
+
+    try:
+        yield
+    except DvcException as err:
+        raise UserError(f"dvc: {str(err).splitlines()[0]}") from None
 
 
 def _train_stages(repo):
@@ -87,11 +121,12 @@ def upstream_stages() -> list:
     import networkx as nx
 
     repo = _repo()
-    graph = repo.index.graph
-    trains = _train_stages(repo)
-    found = set()
-    for stage in trains:
-        found |= set(nx.descendants(graph, stage))  # DVC's graph points from a stage to what it depends on
+    with _dvc_errors():
+        graph = repo.index.graph
+        trains = _train_stages(repo)
+        found = set()
+        for stage in trains:
+            found |= set(nx.descendants(graph, stage))  # DVC's graph points from a stage to what it depends on
     return sorted((s.addressing for s in found if s not in trains), key=lambda a: a)
 
 
@@ -117,7 +152,7 @@ def _stale(stage) -> bool:
 def missing_cached_outputs() -> list:
     """Cached outputs (model files) of up-to-date train stages that are not in this workspace."""
     repo = _repo()
-    with repo.lock:
+    with _dvc_errors(), repo.lock:
         return [str(o) for s in _train_stages(repo) for o in s.outs
                 if o.use_cache and o.status().get(str(o)) in ("deleted", "not in cache")]
 
@@ -128,7 +163,7 @@ def stale_tasks(epochs) -> list:
 
     repo = _repo()
     tasks = []
-    with repo.lock:
+    with _dvc_errors(), repo.lock:
         for stage in _train_stages(repo):
             if not _stale(stage):
                 continue
@@ -142,7 +177,7 @@ def stale_tasks(epochs) -> list:
 def unchanged(tasks) -> tuple:
     """(tasks whose deps and params are still what they were when the sweep started, those that changed)."""
     repo = _repo()
-    with repo.lock:
+    with _dvc_errors(), repo.lock:
         now = {s.addressing: s for s in _train_stages(repo)}
         same = [t for t in tasks if t.stage in now and _key(now[t.stage]) == t.key]
     return same, [t for t in tasks if t not in same]
@@ -170,7 +205,13 @@ def git_outputs() -> list:
     return sorted(found)
 
 
+def check_experiment_name(name):
+    """Refuse, before any work, a name an experiment already has (as `dvc exp run -n` would, after training)."""
+    if name and name in dvc("exp", "list", "--name-only", capture=True).split():
+        raise UserError(f"-n {name}: an experiment of that name exists (dvc exp remove {name}, or another name)")
+
+
 def save_experiment(name):
     """The workspace as a DVC experiment (`dvc exp save`), named like `dvc exp run -n` would name it."""
     include = [arg for path in git_outputs() for arg in ("--include-untracked", path)]
-    dvc("exp", "save", "--force", *(["-n", name] if name else []), *include)
+    dvc("exp", "save", *(["-n", name] if name else []), *include)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from thesislab import io
+from thesislab.parallel import die_with_parent
 
 
 def read_status(path) -> dict:
@@ -73,6 +74,7 @@ LOST = "lost"  # what an engine reports for a task that ended without a status
 
 
 def main(argv=None):
+    die_with_parent()  # a sweep (or Ray worker) that dies takes its runs with it
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 4 or argv[2] != "--":
         sys.exit("usage: python -m thesislab.sweep.worker STATUS LOG -- CMD")

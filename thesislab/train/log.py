@@ -136,7 +136,8 @@ def lr_cut_epochs(rows) -> list:
     return [int(b["epoch"]) for a, b in zip(rows, rows[1:]) if b["lr"] < a["lr"] * (1 - 1e-9)]
 
 
-def summarize(rows, stop_reason, *, schedule, seed, model, device, config, schedule_params=None) -> dict:
+def summarize(rows, stop_reason, *, schedule, seed, model, device, config, schedule_params=None,
+              test_set=None) -> dict:
     """metrics.json. Accuracies are percent; a number that is undefined (NaN after divergence, no validation
     split) is null, never a string, and stop_reason says why."""
     last = rows[-1]
@@ -165,6 +166,7 @@ def summarize(rows, stop_reason, *, schedule, seed, model, device, config, sched
         "device": device,
         "config": config,  # the same in every run of one comparison (checkpoint.config_digest)
         "schedule_params": schedule_params or {},  # this schedule's knobs: the same in every run of its arm
+        "test_set": test_set,  # files.test_set_digest: what it was tested on (two experiments must agree)
     }
 
 

@@ -4,6 +4,8 @@ Check the names the run needs, choose the device, assemble the run (resuming an 
 until a stop rule fires, then write the model and the run's folder, and drop its working folder (checkpoint and scratch log).
 """
 
+import contextlib
+import fcntl
 import shutil
 import sys
 
@@ -27,9 +29,27 @@ def train(cfg, schedule, seed, paths: assemble.RunPaths, progress=True) -> dict:
     check(cfg, schedule, seed)
     rt = runtime.setup(cfg.engine)
     try:
-        return _train(cfg, schedule, seed, paths, rt, progress and rt.main)
+        with _only_trainer(paths.work, files.run_name(schedule, seed), rt.main):
+            return _train(cfg, schedule, seed, paths, rt, progress and rt.main)
     finally:
         runtime.teardown(rt)
+
+
+@contextlib.contextmanager
+def _only_trainer(work, name, main):
+    """One process trains a run at a time: a second (a sweep's retry while a lost task still runs, a `dvc repro`
+    beside a sweep) would write the same checkpoint, model and folder. The lock is the working folder's."""
+    if not main:  # under DDP the first process holds it for all
+        yield
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"train@{name} is already training in another process (its working folder {work} is "
+                            "locked); wait for it or stop it") from None
+        yield
 
 
 def _train(cfg, schedule, seed, paths, rt, progress):
@@ -54,7 +74,8 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     rules = StopRules(cfg.epochs, cfg.loss_stop, cfg.monitor, cfg.checkpoint_every)
     stop_reason = fit(trainer, log, rules, save_checkpoint, say, name, progress)
     summary = log.summary(stop_reason, schedule=schedule, seed=seed, model=cfg.model, device=runtime.describe(rt),
-                          config=digest, schedule_params=knobs)
+                          config=digest, schedule_params=knobs,
+                          test_set=files.test_set_digest(paths.pathlist, paths.root))
     if rt.main:
         log.finish(summary)
         _write_outputs(cfg, data, trainer, paths)

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 
 from thesislab.errors import UserError
+from thesislab.parallel import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ EXPECT_TORCH, EXPECT_DEVICE = "THESISLAB_EXPECT_TORCH", "THESISLAB_EXPECT_DEVICE
 
 def check_expected(device):
     want_torch, want_device = os.environ.get(EXPECT_TORCH), os.environ.get(EXPECT_DEVICE)
+    if want_torch or want_device:  # started by a sweep's worker: end with it
+        die_with_parent()
     if want_torch and want_torch != torch.__version__:
         raise UserError(f"this worker has torch {torch.__version__}, the sweep's runs use {want_torch}: its results "
                         "could not be compared with theirs; install the same version (constraints.txt)")
