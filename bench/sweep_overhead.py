@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,13 +53,19 @@ def one(engine, workdir):
     args = [sys.executable, "-m", "thesislab.sweep", "--engine", engine] + (["--time", "10:00"] if engine == "slurm"
                                                                              else [])
     child = subprocess.Popen(args, cwd=dest, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    os.set_blocking(child.stdout.fileno(), False)
-    submit, first, done, out = None, {}, {}, ""
+    lines, seen = [], {}
+
+    def read():
+        for line in child.stdout:
+            lines.append(line)
+            if "runs to train" in line:
+                seen["submit"] = time.perf_counter()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    first, done = {}, {}
     while child.poll() is None:
-        out += child.stdout.read() or ""
         now = time.perf_counter()
-        if submit is None and "runs to train" in out:
-            submit = now
         for r in runs:
             live = dest / "checkpoints" / r / "live" / "metrics.json"
             if r not in first and live.exists() and json.loads(live.read_text() or "{}").get("step", 0) >= 1:
@@ -68,9 +75,10 @@ def one(engine, workdir):
                 done[r] = now
         time.sleep(0.02)
     gathered = time.perf_counter()
-    out += child.stdout.read() or ""
+    reader.join()
+    submit = seen.get("submit")
     if child.returncode != 0 or submit is None:
-        raise SystemExit(f"{engine}: the sweep failed:\n{out}")
+        raise SystemExit(f"{engine}: the sweep failed:\n{''.join(lines)}")
     return {"first": statistics.median(first[r] - submit for r in runs if r in first),
             "gathered": gathered - max(done.values())}
 

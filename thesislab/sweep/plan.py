@@ -153,7 +153,7 @@ def missing_cached_outputs() -> list:
     """Cached outputs (model files) of up-to-date train stages that are not in this workspace."""
     repo = _repo()
     with _dvc_errors(), repo.lock:
-        return [str(o) for s in _train_stages(repo) for o in s.outs
+        return [str(o) for s in _train_stages(repo) if not _stale(s) for o in s.outs
                 if o.use_cache and o.status().get(str(o)) in ("deleted", "not in cache")]
 
 
