@@ -7,7 +7,7 @@ leaves no file under the final name. It is keyed by the image size and every lis
 and mtime: another dataset, an edited image or another size gives another key. A file under the right name
 with the wrong shape or a truncated body is not trusted: it is rebuilt. Nor is one whose bytes differ from
 what was decoded: the build records the file's SHA-256 beside it (`<key>.npy.sha256`), every open checks it
-(about 0.15 s per 100 MB here, BENCHMARKS.md), and a mismatch (pixels zeroed in place, a bit flipped on disk)
+(about 0.07 s per 100 MB here, BENCHMARKS.md), and a mismatch (pixels zeroed in place, a bit flipped on disk)
 is decoded again.
 """
 
