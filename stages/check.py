@@ -3,13 +3,15 @@
 DVC pastes matrix values (schedule names, seeds) into the train stages' shell commands, and a shell runs a
 command before the stage's own checks can; download depends on this stage's output, and every other stage on
 download's, so a bad params.yaml stops `dvc repro` here, in one line naming the key, before any shell sees a
-bad name and before any data is downloaded or model trained. The output is the same line whatever the params,
+bad name and before any data is downloaded or model trained. With a sequential design, seeds must be its next
+look (or one already made), and the design must be the one its looks were made with. The output is the same line whatever the params,
 so a good change of params reruns this stage alone, not the ones after it.
 """
 
 import argparse
 
 from thesislab import config, io
+from thesislab.comparison import looks
 from thesislab.errors import stage_main
 from thesislab.train import models, schedules
 
@@ -18,8 +20,10 @@ from thesislab.train import models, schedules
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="the stamp that download depends on")
+    ap.add_argument("--comparison", required=True, help="comparison.json: a sequential design's looks so far")
     args = ap.parse_args()
     cfg = config.load()
+    looks.check(cfg, looks.read(args.comparison))
     schedules.check_names(cfg.schedules)
     models.check_name(cfg.model)
     io.write_text(args.out, "params.yaml passed every check\n")

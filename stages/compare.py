@@ -8,9 +8,9 @@ import argparse
 from pathlib import Path
 
 from thesislab import config, files, io
-from thesislab.comparison import curves, figures, report
-from thesislab.comparison.compare import Settings, check_runs, compare, run_numbers
-from thesislab.errors import stage_main
+from thesislab.comparison import curves, figures, looks, report
+from thesislab.comparison.compare import Settings, check_runs, compare, run_numbers, with_design, with_history
+from thesislab.errors import UserError, stage_main
 
 
 def load_runs(runs_dir, schedules, seeds):
@@ -18,6 +18,18 @@ def load_runs(runs_dir, schedules, seeds):
     runs = {s: [files.read_run(runs_dir, files.run_name(s, seed)) for seed in seeds] for s in schedules}
     check_runs(runs, seeds, runs_dir)
     return runs
+
+
+def differences(arms, cfg) -> dict:
+    """{challenger: {seed: its test accuracy - the baseline's}}, the paired differences a design looks at."""
+    base = arms[cfg.compare.baseline]
+    for name, arm in arms.items():
+        lost = [seed for seed in cfg.seeds if arm[seed]["test_acc"] is None]
+        if lost:
+            raise UserError(f"train@{name}-{lost[0]}: no test accuracy (its run diverged), and a sequential design "
+                            "needs every seed's: set a smaller lr and start a new design")
+    return {c: {seed: arm[seed]["test_acc"] - base[seed]["test_acc"] for seed in cfg.seeds}
+            for c, arm in arms.items() if c != cfg.compare.baseline}
 
 
 @stage_main
@@ -32,7 +44,15 @@ def main():
     settings = Settings(cfg.compare.baseline, cfg.compare.min_effect, cfg.compare.target_acc, cfg.monitor, cfg.epochs)
     runs = load_runs(args.runs, cfg.schedules, cfg.seeds)
     arms = {s: {run.summary["seed"]: run_numbers(run, settings) for run in per_seed} for s, per_seed in runs.items()}
-    result = compare(arms, settings)
+    previous = looks.read(args.out)  # the looks of a sequential design, and the seeds compared before
+    result = with_history(compare(arms, settings), *looks.history(previous, looks.runs_key(runs), cfg.seeds))
+    if cfg.compare.sequential.max_seeds is not None:
+        record, note = looks.advance(previous, cfg, runs, differences(arms, cfg))
+        if note:
+            print(f"note: {note}")
+        result = with_design(result, record, arms)
+    elif isinstance(previous.get("sequential"), dict):
+        result["sequential"] = previous["sequential"]  # kept: turning the design off and on again resumes it
     data = f"{cfg.dataset} ({Path(cfg.source).name})" if cfg.dataset == "folder" else cfg.dataset
     title = (f"{cfg.model} on {data}: " + " vs ".join(cfg.schedules) +
              f", {len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''} (lr {cfg.lr:g}, batch {cfg.batch_size})")
@@ -41,7 +61,7 @@ def main():
     with io.together():  # the comparison, its curves, figures and table change together or not at all
         io.write_json(args.out, result)
         curves.write_csvs(args.curves, runs)
-        figures.draw_all(runs, final, best, args.plots, title)
+        figures.draw_all(runs, final, best, args.plots, title, result)
         io.write_text(f"{args.plots}/comparison.md", report.markdown(result, title, cfg.dataset))
     print(f"verdict: {result['verdict']}")
 

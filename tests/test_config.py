@@ -50,6 +50,11 @@ BAD = {
     "compare.baseline": (1, "cosine"),  # not among schedules
     "compare.min_effect": ("half", -0.5),
     "compare.target_acc": ("ninety", 0),
+    "compare.sequential.max_seeds": ("fifty", 4),  # a first look needs 5 seeds
+    "compare.sequential.every": (1.5, 0),
+    "compare.sequential.alpha": ("5%", 0.5),
+    "compare.sequential.spending": (1, "haybittle"),
+    "compare.sequential.futility": ("yes", None),
     "engine.device": (0, "tpu"),
     "engine.compile": (1, "fastest"),
     "engine.bf16": ("on", None),

@@ -7,6 +7,7 @@ from conftest import fake_run
 from matplotlib.collections import PathCollection, PolyCollection
 from matplotlib.text import Annotation
 
+from thesislab.comparison import compare as cmp
 from thesislab.comparison import curves, figures
 
 
@@ -127,8 +128,54 @@ def test_a_run_without_validation_leaves_its_csv_cells_empty(tmp_path):
     assert rows[1:] == ["1,static,,,,,1", "2,static,,,,,1"]
 
 
+def plain_comparison(runs):
+    settings = cmp.Settings("static", 0.5, 90, "test", 10)
+    arms = {a: {r.summary["seed"]: cmp.run_numbers(r, settings) for r in rs} for a, rs in runs.items()}
+    return cmp.with_history(cmp.compare(arms, settings), {"runs": "k", "seeds": []}, None)
+
+
 def test_draw_all_writes_every_figure(runs, tmp_path):
     final = {a: {r.summary["seed"]: r.summary["test_acc"] for r in rs} for a, rs in runs.items()}
-    figures.draw_all(runs, final, "dynamic", tmp_path / "plots", "title")
-    for name in ("overview", "accuracy", "val_accuracy", "loss", "lr", "paired", "confusion"):
+    figures.draw_all(runs, final, "dynamic", tmp_path / "plots", "title", plain_comparison(runs))
+    for name in ("overview", "accuracy", "val_accuracy", "loss", "lr", "paired", "confusion", "looks"):
         assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def interval_lines(ax):
+    return [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2 and ln.get_xdata()[0] == ln.get_xdata()[1]]
+
+
+def test_a_plain_comparison_draws_its_one_ci_against_the_equivalence_band(runs):
+    comparison = plain_comparison(runs)
+    fig, ax = plt.subplots()
+    figures.draw_looks(ax, comparison)
+    pair = comparison["paired"]["dynamic"]["test_acc"]
+    (bar,) = interval_lines(ax)
+    assert list(bar.get_ydata()) == pytest.approx([pair["ci95_low"], pair["ci95_high"]])
+    band = [p for p in ax.patches if p.get_label().startswith("+-0.5")]
+    assert len(band) == 1 and ax.get_title() == "Paired difference, 95% CI"
+    plt.close(fig)
+
+
+def test_a_sequential_design_draws_each_look_and_arrows_for_intervals_off_the_axis():
+    from thesislab.comparison import looks
+    from conftest import tiny_config
+
+    cfg = tiny_config(seeds=list(range(5)), schedules=["static", "dynamic"],
+                      compare={"sequential": {"max_seeds": 15, "every": 5}})
+    runs = {"static": [], "dynamic": []}
+    diffs = {"dynamic": dict(enumerate([0.9, 1.3, 1.1, 0.8, 1.2, 1.0, 0.7, 1.4, 1.1, 0.9]))}
+    record, _ = looks.advance({}, cfg, runs, diffs)
+    cfg10 = tiny_config(seeds=list(range(10)), schedules=["static", "dynamic"],
+                        compare={"sequential": {"max_seeds": 15, "every": 5}})
+    record, _ = looks.advance({"sequential": record}, cfg10, runs, diffs)
+    comparison = {"method": "sequential", "sequential": record, "settings": {"min_effect": 0.5, "baseline": "static"}}
+    fig, ax = plt.subplots()
+    figures.draw_looks(ax, comparison)
+    bars = interval_lines(ax)
+    assert len(bars) == len(record["looks"]) == 2
+    assert record["looks"][0]["challengers"]["dynamic"]["high"] > ax.get_ylim()[1]  # O'Brien-Fleming's first look
+    assert any(ln.get_marker() == "^" for ln in ax.get_lines())
+    decided = record["decisions"]["dynamic"]["decision"]
+    assert decided == "better" and any(a.get_text() == "better" for a in ax.texts)
+    plt.close(fig)

@@ -216,6 +216,26 @@ class Augmentation:
     flip: bool = param(False, _boolean)
 
 
+SEQUENTIAL_FIRST_LOOK = 5  # seeds at least at a sequential design's first look (a t interval from 4 df up)
+SPENDING = ("obrien_fleming", "pocock")
+
+
+def _optional_integer(lo, hi):
+    rule = _integer(lo, hi)
+    return lambda v: None if v is None else (rule(v) and f"null or {rule(v)}")
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """A sequential design (thesislab.comparison.sequential): seeds in batches until the comparison decides."""
+
+    max_seeds: object = param(None, _optional_integer(SEQUENTIAL_FIRST_LOOK, 10_000))  # null: off
+    every: int = param(5, _integer(1, 10_000))
+    alpha: float = param(0.05, _number(0, 0.5, lo_open=True, hi_open=True))
+    spending: str = param("obrien_fleming", _choice(SPENDING))
+    futility: bool = param(False, _boolean)
+
+
 @dataclass(frozen=True)
 class Compare:
     """How the comparison of schedules over seeds decides (thesislab.comparison)."""
@@ -223,6 +243,7 @@ class Compare:
     baseline: str = param("static", _name)
     min_effect: float = param(0.5, _number(0, 100, lo_open=True))  # accuracy points worth detecting
     target_acc: float = param(90.0, _number(0, 100, lo_open=True))  # for "epochs to reach it"
+    sequential: Sequential = group(Sequential)
 
 
 @dataclass(frozen=True)
@@ -320,6 +341,7 @@ def _check_together(cfg):
     if cfg.compare.baseline not in cfg.schedules:
         raise UserError(f"params.yaml: compare.baseline: must be one of schedules ({', '.join(cfg.schedules)}) "
                         f"(got {cfg.compare.baseline!r})")
+    _check_sequential(cfg)
     if cfg.freeze and not cfg.weights:
         raise UserError("params.yaml: freeze: backbone needs weights (a trained backbone to keep); set weights too")
     if cfg.monitor == "val" and cfg.val_fraction <= 0:
@@ -327,6 +349,24 @@ def _check_together(cfg):
     if cfg.dataset in ("folder",) and not cfg.source:
         raise UserError("params.yaml: source: must name a folder with train/<class>/ and test/<class>/ "
                         "when dataset is folder")
+
+
+def _check_sequential(cfg):
+    design = cfg.compare.sequential
+    if design.max_seeds is None:
+        return
+    if len(cfg.schedules) < 2:
+        raise UserError(f"params.yaml: compare.sequential.max_seeds: a sequential design compares schedules, and "
+                        f"schedules has one ({cfg.schedules[0]}); add another, or set max_seeds: null")
+    if len(cfg.seeds) < SEQUENTIAL_FIRST_LOOK:
+        raise UserError(f"params.yaml: seeds: a sequential design's first look needs at least {SEQUENTIAL_FIRST_LOOK} "
+                        f"seeds (got {len(cfg.seeds)}), e.g. -S 'seeds=[0,1,2,3,4]'")
+    if design.max_seeds < len(cfg.seeds):
+        raise UserError(f"params.yaml: compare.sequential.max_seeds: must be at least the {len(cfg.seeds)} seeds of "
+                        f"seeds (got {design.max_seeds})")
+    if max(cfg.seeds) + design.max_seeds > SEED_MAX:
+        raise UserError(f"params.yaml: seeds: a sequential design adds seeds after max(seeds); keep them under "
+                        f"{SEED_MAX - design.max_seeds}")
 
 
 def from_dict(raw) -> Config:

@@ -9,12 +9,14 @@ import json
 import math
 from dataclasses import dataclass
 
-from thesislab.comparison import statistics
+from thesislab.comparison import looks, statistics
+from thesislab.comparison.sequential import BETTER, EQUIVALENT, INCONCLUSIVE, NO_VERDICT, WORSE
 from thesislab.errors import UserError
 from thesislab.train.log import lr_cut_epochs
 
 QUANTITIES = ("test_acc", "best_test_acc", "epochs", "train_seconds")  # summarised per arm
-BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, NO_VERDICT = 1, -1, 0, 2, 3  # verdict_code, so metrics diff can show it
+# verdict_code (so that metrics diff can show it): BETTER 1, WORSE -1, EQUIVALENT 0, INCONCLUSIVE 2, NO_VERDICT 3,
+# CONTINUE 4 (a sequential design still looking)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,32 @@ def compare(arms: dict, settings: Settings) -> dict:
                      "target_acc": settings.target_acc, "monitor": settings.monitor, "alpha": statistics.ALPHA,
                      "power": statistics.POWER},
     }
+
+
+def with_design(result, record, arms) -> dict:
+    """The comparison as a sequential design decides it (the record of its looks, thesislab.comparison.looks):
+    the design's verdict and codes; the plain p-values of its seeds are kept, as descriptive numbers."""
+    fixed_n = {c: (pair["verdict_code"], pair["verdict"]) for c, pair in result["paired"].items()}
+    text = looks.verdict(record, fixed_n)
+    runs = {a: len(arms[a]) for a in arms}
+    for c in result["difference"]:
+        result["difference"][c]["verdict_code"] = looks.code(record, c)
+    result.update(verdict=divergence_first(result["diverged"], runs, text), method="sequential", sequential=record,
+                  fixed_n={"descriptive": True, "why": "a sequential design decides; these p-values assume a fixed n"})
+    return result
+
+
+def with_history(result, history, grew) -> dict:
+    """A plain comparison, saying when its p-value is descriptive: these runs were compared before on fewer of
+    these seeds, so n grew after a result was seen (compare.sequential plans that in advance)."""
+    result["looked"], result["method"] = history, "fixed_n"
+    result["fixed_n"] = {"descriptive": bool(grew), "why": None}
+    if grew:
+        why = (f"seeds grew from {len(grew)} to {result['seeds']} after a comparison on {len(grew)} was seen: "
+               "the p-value assumes n was fixed in advance")
+        result["fixed_n"]["why"] = why
+        result["verdict"] += f" (descriptive: {why}; compare.sequential plans looks in advance)"
+    return result
 
 
 def divergence_first(diverged, runs, verdict_text) -> str:

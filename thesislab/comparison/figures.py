@@ -109,6 +109,51 @@ def draw_paired(ax, final_by_arm):
     ax.set(title=f"Final test accuracy, paired by seed ({len(seeds)} seeds)", ylabel="test accuracy (%)")
 
 
+def intervals(comparison) -> dict:
+    """{challenger: [(seeds, mean, low, high, decision)]}: a sequential design's repeated CI at each look, or the
+    one 95% CI of a plain comparison."""
+    if comparison.get("method") == "sequential":
+        record = comparison["sequential"]
+        out = {}
+        for look in record["looks"]:
+            for name, e in look["challengers"].items():
+                out.setdefault(name, []).append((look["n"], e["mean"], e["low"], e["high"], e["decision"]))
+        return out
+    return {name: [(pair["test_acc"]["n"], pair["test_acc"]["mean"], pair["test_acc"]["ci95_low"],
+                    pair["test_acc"]["ci95_high"], None)] for name, pair in comparison["paired"].items()
+            if pair["test_acc"]["ci95_low"] is not None}
+
+
+def draw_looks(ax, comparison):
+    """The paired difference's interval at each look (a sequential design) or its 95% CI (a plain comparison),
+    against 0 and the +-min_effect band: inside the band is equivalent, clear of 0 is a difference."""
+    margin = comparison["settings"]["min_effect"]
+    by_name = intervals(comparison)
+    ax.axhspan(-margin, margin, color="#009e73", alpha=0.12, lw=0, label=f"+-{margin:g}: equivalent")
+    ax.axhline(0, color="0.3", lw=1)
+    # The axis fits the last look and every mean: early looks' intervals (wide by design) end in an arrow.
+    ends = [abs(v) for rows in by_name.values() for v in (rows[-1][2], rows[-1][3], *[r[1] for r in rows])]
+    span = 1.25 * max([2 * margin] + [e for e in ends if np.isfinite(e)])
+    for i, (name, rows) in enumerate(by_name.items()):
+        c = color(name, i + 1)
+        xs = np.array([r[0] for r in rows], dtype=float) + 0.25 * i
+        for x, mean, low, high, decision in zip(xs, *zip(*[r[1:] for r in rows])):
+            ax.plot([x, x], [max(low, -span), min(high, span)], color=c, lw=2.4, solid_capstyle="butt")
+            for end, marker in ((high, "^"), (low, "v")):
+                if abs(end) > span:  # an early look's interval runs off the axis: an arrow says so
+                    ax.plot([x], [np.sign(end) * span], marker=marker, color=c, ms=6)
+            ax.plot([x], [mean], "o", color=c, ms=5)
+            if decision and decision != "continue":
+                ax.annotate(decision, (x, min(high, span)), xytext=(0, 6), textcoords="offset points",
+                            ha="center", color=c, fontweight="bold", fontsize=9)
+        ax.plot([], [], color=c, lw=2.4, label=name)
+    ax.set_ylim(-span, span)
+    sequential = any(r[4] for rows in by_name.values() for r in rows)
+    ax.set(title=("Repeated CI per look (sequential design)" if sequential else "Paired difference, 95% CI"),
+           xlabel="seeds", ylabel=f"test accuracy - {comparison['settings']['baseline']} (points)")
+    ax.legend(fontsize=8, loc="best")
+
+
 def confusion(predictions_csv):
     pairs = files.read_predictions(predictions_csv)
     names = sorted({a for a, _ in pairs} | {p for _, p in pairs})
@@ -158,9 +203,13 @@ PANELS = {  # file name -> how to draw it
 }
 
 
-def draw_all(runs_by_arm, final_by_arm, confusion_arm, out_dir, title):
-    """plots/{accuracy,val_accuracy,loss,lr,paired,confusion,overview}.png"""
+def draw_all(runs_by_arm, final_by_arm, confusion_arm, out_dir, title, comparison):
+    """plots/{accuracy,val_accuracy,loss,lr,paired,confusion,looks,overview}.png"""
     out_dir = Path(out_dir)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    draw_looks(ax, comparison)
+    ax.grid(alpha=0.3, axis="y")
+    save(fig, out_dir / "looks.png")
     for name, draw in PANELS.items():
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         draw(ax, runs_by_arm)

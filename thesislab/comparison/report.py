@@ -1,6 +1,6 @@
 """comparison.md: the comparison as a table a reader takes in at a glance, with the verdict in words."""
 
-from thesislab.comparison import statistics
+from thesislab.comparison import looks, statistics
 
 THESIS = {  # the thesis's own numbers, beside ours
     "speedsigns": "thesis (real signs): 97.6% train, 95.1% test",
@@ -31,6 +31,10 @@ def markdown(comparison, title, dataset=None) -> str:
         lines.append(f"| {name} | {_num(d['mean'], 2, sign=True)} | {_ci(d)} | {_p(d['p_holm'])} | "
                      f"{_p(d['p_wilcoxon'])} | {d['wins']}/{d['losses']}/{d['ties']} | {_num(d['cohens_dz'])} | "
                      f"{_num(d['mde'])} | {d['seeds_needed'] or '-'} | {_num(e['mean'], 1, sign=True)} ({_ci(e, 1)}) |")
+    if comparison.get("fixed_n", {}).get("descriptive"):
+        lines += ["", f"The p-values above are descriptive: {comparison['fixed_n']['why']}."]
+    if comparison.get("method") == "sequential":
+        lines += looks_table(comparison["sequential"])
     note = THESIS.get(dataset)
     lines += ["", f"Reference: {note}." if note else "", ""]
     return "\n".join(lines)
@@ -51,3 +55,31 @@ def _ci(d, digits=2):
 
 def _p(p):
     return "-" if p is None else statistics.p_text(p)
+
+
+def looks_table(record) -> list:
+    """The sequential design's looks: n, boundary, alpha spent, and each challenger's repeated CI and decision."""
+    d, params = record["design"], record["design"]["params"]
+    names = [s for s in params["schedules"] if s != params["baseline"]]
+    spending = looks.SPENDING_NAMES[params["spending"]]
+    lines = ["", f"Sequential design ({spending}-type alpha spending, alpha {params['alpha']:g} two-sided, looks at "
+             f"{', '.join(map(str, d['looks']))} seeds, +-{params['min_effect']:g} points equivalent"
+             f"{', futility stop' if params['futility'] else ''}): every look's interval covers the true difference "
+             f"with {100 * (1 - params['alpha']):g}% together, so a decision at any look is wrong at most "
+             f"{100 * params['alpha']:g}% of the time.", "",
+             "| look | seeds | boundary c_k | alpha spent | " + " | ".join(f"{n}: difference, repeated CI, decision"
+                                                                    for n in names) + " |",
+             "|---:|---:|---:|---:|" + "---|" * len(names)]
+    for look in record["looks"]:
+        k = look["look"] - 1
+        cells = []
+        for name in names:
+            e = look["challengers"].get(name)
+            cells.append(f"{e['mean']:+.2f} ({e['low']:+.2f} to {e['high']:+.2f}): **{e['decision']}**" if e else
+                         "(decided earlier)")
+        lines.append(f"| {look['look']} of {record['of']} | {look['n']} | {look['boundary']:.3f} | "
+                     f"{d['alpha_spent'][k]:.2g} | " + " | ".join(cells) + " |")
+    if record["status"] == "continue":
+        lines.append(f"| next | {len(record['next_seeds'])} | {d['boundaries'][len(record['looks'])]:.3f} | | "
+                     + " | ".join("" for _ in names) + " |")
+    return lines

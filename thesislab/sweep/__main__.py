@@ -9,11 +9,16 @@ Steps: apply -S to params.yaml; check params and the engine (one line each, befo
 before training (dvc repro); run every stale train stage's own command through the engine; `dvc commit` each
 finished one (dvc.lock as a serial `dvc repro` writes it); then `dvc repro` runs the comparison. A run that did not
 finish is named, the comparison is left as it was (exit 2), and rerunning the sweep trains only what is missing.
+
+With a sequential design (compare.sequential.max_seeds), the sweep goes on while the comparison says "continue":
+it sets `seeds` to the design's next look (as -S would), trains that batch, compares again, until a decision or
+the budget's end. Stopped between batches or in one, it resumes at the look the record says is next.
 """
 
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -23,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from thesislab import config
+from thesislab.comparison import looks
 from thesislab.errors import UserError, stage_main
 from thesislab.sweep import engines, plan
 from thesislab.sweep.board import Board
@@ -144,6 +150,7 @@ def sweep(opts):
     lock = one_sweep_at_a_time()
     cfg = plan.params_with(opts.set_param)  # params.yaml as -S would leave it, checked; not written yet
     check_options(opts, cfg)
+    looks.check(cfg, looks.read(plan.COMPARISON))  # seeds that are not the design's next look: refused now
     env = sweep_env(cfg, opts)
     engine = make_engine(opts, env)
     experiment = bool(opts.name or opts.set_param)
@@ -156,13 +163,16 @@ def sweep(opts):
     if experiment and plan.missing_cached_outputs():
         raise UserError("this workspace lacks the model files of its committed runs (a fresh clone: DVC's cache "
                         "is not in git), which an experiment must hold; `dvc pull` them, or run without -n/-S")
-    tasks = plan.stale_tasks(cfg.epochs)
-    if tasks:
-        train(engine, tasks, opts)
-    else:
-        print("sweep: every train stage is up to date")
-    # --allow-missing: a committed run whose model file is only absent (a fresh clone) is not trained again.
-    plan.dvc("repro", "--allow-missing")
+    batch(engine, cfg, opts)
+    while (record := next_look(cfg)) is not None:
+        seeds = record["next_seeds"]
+        if set(seeds) == set(cfg.seeds):  # the comparison of these seeds did not make its look: never loop on it
+            raise UserError(f"{plan.COMPARISON}: the sequential design's look at {len(seeds)} seeds was not recorded")
+        print(f"sweep: look {record['look']} of {record['of']} says continue: look {record['look'] + 1} needs "
+              f"{len(seeds)} seeds; training the {len(seeds) - record['n']} new ones")
+        plan.set_params([f"seeds={json.dumps(seeds, separators=(',', ':'))}"])
+        cfg = config.load()
+        batch(engine, cfg, opts)
     absent = plan.missing_cached_outputs()
     if absent:
         print(f"note: {len(absent)} runs are up to date but their model files are not here ({absent[0]}, ...): "
@@ -171,6 +181,26 @@ def sweep(opts):
     if experiment:
         plan.save_experiment(opts.name)
     lock.close()
+
+
+def batch(engine, cfg, opts):
+    """Train the stale runs of params.yaml's seeds, then compare."""
+    tasks = plan.stale_tasks(cfg.epochs)
+    if tasks:
+        train(engine, tasks, opts)
+    else:
+        print("sweep: every train stage is up to date")
+    # --allow-missing: a committed run whose model file is only absent (a fresh clone) is not trained again.
+    plan.dvc("repro", "--allow-missing")
+
+
+def next_look(cfg):
+    """The sequential design's record when it says "continue" for these params, else None."""
+    if cfg.compare.sequential.max_seeds is None:
+        return None
+    record = looks.read(plan.COMPARISON).get("sequential")
+    ours = isinstance(record, dict) and record.get("params") == looks.experiment_key(cfg)
+    return record if ours and record["status"] == "continue" else None
 
 
 RECORD_EVERY = 5.0  # seconds between `dvc commit`s of runs that finished meanwhile (each costs a DVC start-up)

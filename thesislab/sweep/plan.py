@@ -21,6 +21,7 @@ from thesislab.errors import UserError
 
 TRAIN = "train"  # the matrix stage in dvc.yaml: train@<schedule>-<seed>
 STATE = Path(".sweep")  # logs and status files of the sweep's runs (git- and DVC-ignored)
+COMPARISON = Path("metrics/comparison.json")  # the compare stage's --out (dvc.yaml): a sequential design's looks
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,280 @@
+"""The sequential design: its boundaries against published tables, its error rates by simulation (and the
+naive repeated test's, which it guards against), and the record that keeps a design's looks from being
+re-decided or re-planned."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+from scipy import stats
+
+from thesislab.comparison import looks
+from thesislab.comparison import sequential as sq
+from thesislab.errors import UserError
+
+FIVE_EQUAL_LOOKS = [0.2, 0.4, 0.6, 0.8, 1.0]
+# Two-sided alpha 0.05, five equally spaced looks (Jennison & Turnbull 2000, table 7.6; gsDesign, ldbounds agree).
+OBRIEN_FLEMING = [4.877, 3.357, 2.680, 2.290, 2.031]
+POCOCK = [2.438, 2.427, 2.410, 2.397, 2.386]
+
+TEST_SEED = 12345  # not the calibration's seed: these simulations are new draws, not the ones c_k were fitted to
+SEQUENCES = 20_000
+
+
+def se(p, n=SEQUENCES):
+    return math.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("spending, published", [("obrien_fleming", OBRIEN_FLEMING), ("pocock", POCOCK)])
+def test_z_boundaries_reproduce_the_published_ones(spending, published):
+    assert np.round(sq.z_boundaries(FIVE_EQUAL_LOOKS, spending, 0.05), 3).tolist() == published
+
+
+def test_spending_functions_spend_alpha_by_the_end_and_obrien_fleming_little_early():
+    for spending in sq.SPENDING:
+        assert sq.spent(spending, 0.05, 1.0) == pytest.approx(0.05)
+    assert sq.spent("obrien_fleming", 0.05, 0.2) == pytest.approx(4 * stats.norm.sf(stats.norm.isf(0.0125) / math.sqrt(0.2)))
+    assert sq.spent("obrien_fleming", 0.05, 0.2) < 1e-5 < sq.spent("pocock", 0.05, 0.2)
+
+
+def test_the_simulation_that_calibrates_t_boundaries_reproduces_z_boundaries_with_sigma_known():
+    looks_at = sq.look_sizes(10, 10, 50)
+    per_look = sq.alpha_per_look(looks_at, "obrien_fleming", 0.05)
+    simulated = sq.t_boundaries(looks_at, per_look, known_sigma=True, seed=7)
+    assert simulated == pytest.approx(OBRIEN_FLEMING, abs=0.04)  # Monte-Carlo error of 200,000 paths
+
+
+def test_t_boundaries_are_wider_than_z_and_approach_them_as_n_grows():
+    per_look = sq.alpha_per_look((5, 10), "pocock", 0.05)
+    small = sq.t_boundaries((5, 10), per_look)
+    large = sq.t_boundaries((200, 400), per_look)
+    z = sq.z_boundaries([0.5, 1.0], "pocock", 0.05)
+    assert all(s > zz + 0.3 for s, zz in zip(small, z))
+    assert large == pytest.approx(z, abs=0.05)
+
+
+def test_a_first_look_too_early_for_the_simulation_takes_the_t_quantile():
+    looks_at = sq.look_sizes(5, 5, 50)
+    per_look = sq.alpha_per_look(looks_at, "obrien_fleming", 0.05)
+    assert per_look[0] * sq.SIMULATED_PATHS < sq.MIN_CROSSINGS
+    assert sq.t_boundaries(looks_at, per_look)[0] == pytest.approx(stats.t.isf(per_look[0] / 2, 4))
+
+
+def test_look_sizes():
+    assert sq.look_sizes(5, 5, 50) == (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)
+    assert sq.look_sizes(5, 4, 12) == (5, 9, 12)  # the last look is the budget
+    assert sq.look_sizes(6, 5, 6) == (6,)
+
+
+@pytest.mark.parametrize("low, high, expected", [(0.1, 2.0, sq.BETTER), (-3.0, -0.2, sq.WORSE),
+                                                 (-0.4, 0.45, sq.EQUIVALENT), (-0.3, 0.6, sq.CONTINUE),
+                                                 (-1.0, 1.0, sq.CONTINUE), (0.1, 0.3, sq.BETTER)])
+def test_decide_reads_the_interval(low, high, expected):
+    mean, half = (low + high) / 2, (high - low) / 2
+    c, n = 2.0, 4
+    sd = half * math.sqrt(n) / c
+    assert sq.decide(mean, sd, n, c, 0.5) == expected
+
+
+def test_no_spread_decides_nothing():
+    assert sq.decide(1.0, 0.0, 5, 3.0, 0.5) == sq.CONTINUE
+    assert sq.decide(0.0, float("nan"), 5, 3.0, 0.5) == sq.CONTINUE
+
+
+@pytest.fixture(scope="module")
+def design():
+    return sq.make_design(5, 5, 50, 0.05, "obrien_fleming", 0.5, False)[0]
+
+
+def naive_false_positives(sigma, rng):
+    """The fixed-n t-test at every look (5, 10, ..., 50 seeds), stopping at the first p < 0.05."""
+    x = rng.normal(0, sigma, (SEQUENCES, 50))
+    hit = np.zeros(SEQUENCES, dtype=bool)
+    for n in range(5, 51, 5):
+        hit |= stats.ttest_1samp(x[:, :n], 0, axis=1).pvalue < 0.05
+    return hit.mean()
+
+
+@pytest.mark.parametrize("sigma", [0.3, 3.0])
+def test_no_effect_is_called_better_or_worse_at_most_alpha_of_the_time(design, sigma):
+    rates = sq.simulate(design, 0.0, sigma, SEQUENCES, np.random.default_rng(TEST_SEED))
+    assert rates["better"] + rates["worse"] <= 0.05 + 3 * se(0.05)
+
+
+def test_the_naive_repeated_test_is_what_the_design_guards_against():
+    rate = naive_false_positives(1.0, np.random.default_rng(TEST_SEED))
+    assert 0.17 < rate < 0.23  # about 0.19-0.20: four times the 5% it claims
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0])
+@pytest.mark.parametrize("delta", [-0.5, 0.5])
+def test_a_difference_of_min_effect_is_rarely_called_equivalent(design, delta, sigma):
+    rates = sq.simulate(design, delta, sigma, SEQUENCES, np.random.default_rng(TEST_SEED))
+    assert rates["equivalent"] <= 0.05 + 3 * se(0.05)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0])  # 1.0: about the spread of the default run's differences
+def test_a_difference_of_min_effect_is_found_within_the_budget(design, sigma):
+    rates = sq.simulate(design, 0.5, sigma, SEQUENCES, np.random.default_rng(TEST_SEED))
+    assert rates["better"] >= 0.85
+    assert rates["worse"] == 0
+
+
+def test_pocock_and_futility_keep_the_error_rate_and_stop_sooner(design):
+    rng = np.random.default_rng(TEST_SEED)
+    pocock = sq.make_design(5, 5, 50, 0.05, "pocock", 0.5, False)[0]
+    futile = sq.make_design(5, 5, 50, 0.05, "obrien_fleming", 0.5, True)[0]
+    for d in (pocock, futile):
+        rates = sq.simulate(d, 0.0, 3.0, SEQUENCES, rng)
+        assert rates["better"] + rates["worse"] <= 0.05 + 3 * se(0.05)
+    plain = sq.simulate(design, 0.25, 1.0, SEQUENCES, rng)
+    stopped = sq.simulate(futile, 0.25, 1.0, SEQUENCES, rng)
+    assert stopped["mean_seeds"] < plain["mean_seeds"] - 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sigma", [0.3, 1.0, 3.0])
+def test_the_error_rate_over_many_more_sequences(design, sigma):
+    n = 200_000
+    rates = sq.simulate(design, 0.0, sigma, n, np.random.default_rng(TEST_SEED + 1))
+    assert rates["better"] + rates["worse"] <= 0.05 + 3 * se(0.05, n)
+
+
+def test_run_design_matches_the_simulation_on_one_sequence(design):
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.5, 0.3, 50)
+    steps = sq.run_design(d, design)
+    n, c, low, high, code = steps[-1]
+    assert code == sq.BETTER and low > 0
+    assert all(s[4] == sq.CONTINUE for s in steps[:-1])
+    half = c * d[:n].std(ddof=1) / math.sqrt(n)
+    assert (low, high) == pytest.approx((d[:n].mean() - half, d[:n].mean() + half))
+
+
+# --- the record ---------------------------------------------------------------------------------------
+
+
+def seq_config(seeds=range(5), **sequential):
+    return tiny_config(seeds=list(seeds), schedules=["static", "dynamic"],
+                       compare={"sequential": {"max_seeds": 10, "every": 5, **sequential}})
+
+
+class FakeRun:
+    def __init__(self, config="c"):
+        self.summary = {"config": config, "schedule_params": {}}
+
+
+def fake_runs(config="c"):
+    return {"static": [FakeRun(config)], "dynamic": [FakeRun(config)]}
+
+
+def differences(values):
+    return {"dynamic": dict(enumerate(values))}
+
+
+NOISE = [0.9, -1.2, 0.3, 1.5, -0.6, 0.6, -0.3, 1.2, -0.9, 0.0]  # no effect: decides nothing at 5 or 10 seeds
+CLEAR = [3.1, 2.9, 3.0, 3.2, 2.8]  # a big consistent effect: better at the first look
+
+
+def first_look(values=NOISE, **sequential):
+    cfg = seq_config(**sequential)
+    record, note = looks.advance({}, cfg, fake_runs(), differences(values))
+    return cfg, record
+
+
+def test_a_first_look_that_does_not_decide_asks_for_the_next_batch():
+    cfg, record = first_look()
+    assert record["status"] == "continue" and record["look"] == 1 and record["of"] == 2
+    assert record["next_seeds"] == list(range(10))
+    assert record["design"]["seeds"] == list(range(10)) and record["design"]["looks"] == [5, 10]
+    entry = record["looks"][0]["challengers"]["dynamic"]
+    c = record["design"]["boundaries"][0]
+    d = np.array(NOISE[:5])
+    half = c * d.std(ddof=1) / math.sqrt(5)
+    assert (entry["low"], entry["high"]) == pytest.approx((d.mean() - half, d.mean() + half), abs=1e-6)
+    assert entry["decision"] == "continue"
+
+
+def test_a_big_effect_decides_at_the_first_look():
+    cfg, record = first_look(CLEAR)
+    assert record["status"] == "finished" and record["next_seeds"] is None
+    assert record["decisions"]["dynamic"] == {"decision": "better", "look": 1, "n": 5, "futility": False}
+    text = looks.verdict(record)
+    assert text.startswith("dynamic beats static by 3.00 points (repeated 95% CI +")
+    assert "decided at look 1 of 2, 5 seeds" in text
+
+
+def test_the_second_look_is_decided_and_the_first_kept_as_recorded():
+    cfg, record = first_look()
+    previous = {"sequential": record}
+    cfg2 = seq_config(range(10))
+    later, _ = looks.advance(previous, cfg2, fake_runs(), differences(NOISE))
+    assert later["looks"][0] == record["looks"][0]
+    assert later["look"] == 2 and later["status"] == "finished"
+    assert later["decisions"]["dynamic"]["decision"] == "inconclusive"  # the budget is spent
+    # A second call on the same seeds (the stage rerun, or data that changed meanwhile) never re-decides.
+    again, _ = looks.advance({"sequential": later}, cfg2, fake_runs(), differences([5.0] * 10))
+    assert again == later
+
+
+def test_a_changed_design_on_seen_seeds_is_refused_in_one_line():
+    cfg, record = first_look()
+    for change in ({"max_seeds": 20}, {"every": 3}, {"spending": "pocock"}, {"alpha": 0.1}):
+        with pytest.raises(UserError) as err:
+            looks.check(seq_config(range(10), **change), {"sequential": record})
+        text = str(err.value)
+        assert "\n" not in text and "compare.sequential: the design changed after 1 look(s)" in text
+        assert "seeds from 10" in text
+    margin = tiny_config(seeds=list(range(10)), compare={"min_effect": 1.0, "sequential": {"max_seeds": 10}})
+    with pytest.raises(UserError, match="min_effect 0.5 -> 1.0"):
+        looks.check(margin, {"sequential": record})
+
+
+def test_a_new_design_on_unseen_seeds_starts_afresh():
+    cfg, record = first_look()
+    fresh = seq_config(range(10, 15), max_seeds=20)
+    assert looks.check(fresh, {"sequential": record}) is None
+    new, note = looks.advance({"sequential": record}, fresh, fake_runs(), {"dynamic": dict(zip(range(10, 15), NOISE))})
+    assert new["design"]["seeds"][:5] == list(range(10, 15)) and new["design"]["looks"] == [5, 10, 15, 20]
+    assert "new design" in note
+
+
+def test_seeds_that_are_not_a_look_are_refused_naming_seeds():
+    cfg, record = first_look()
+    with pytest.raises(UserError, match=r"^params.yaml: seeds: the sequential design looks at 5, 10 seeds and its "
+                                        r"next look is at 10 seeds \(0\.\.9\); seeds has 7"):
+        looks.check(seq_config(range(7)), {"sequential": record})
+    cfg, finished = first_look(CLEAR)
+    with pytest.raises(UserError, match=r"it finished at look 1 \(dynamic beats static"):
+        looks.check(seq_config(range(10)), {"sequential": finished})
+    assert looks.check(seq_config(range(5)), {"sequential": finished}) is not None  # the look made: shown again
+
+
+def test_runs_of_other_data_or_code_start_a_new_design():
+    cfg, record = first_look()
+    new, note = looks.advance({"sequential": record}, seq_config(range(10)), fake_runs("other"), differences(NOISE))
+    assert new["design"]["looks"] == [10] and "other code or data" in note
+
+
+def test_the_history_says_when_a_fixed_n_p_value_is_descriptive():
+    history, grew = looks.history({}, "k", [0, 1, 2])
+    assert grew is None and history == {"runs": "k", "seeds": [[0, 1, 2]]}
+    history, grew = looks.history({"looked": history}, "k", [0, 1, 2])
+    assert grew is None  # the same comparison again
+    history, grew = looks.history({"looked": history}, "k", [4, 3, 2, 1, 0])
+    assert grew == [0, 1, 2] and history["seeds"] == [[0, 1, 2], [0, 1, 2, 3, 4]]
+    assert looks.history({"looked": history}, "k", [0, 1, 2, 3, 4])[1] == [0, 1, 2]  # stays descriptive
+    assert looks.history({"looked": history}, "other runs", [0, 1, 2, 3, 4])[1] is None
+
+
+@pytest.mark.parametrize("over, key", [
+    ({"schedules": ["static"], "compare": {"sequential": {"max_seeds": 10}}}, "compare.sequential.max_seeds"),
+    ({"seeds": [0, 1, 2], "compare": {"sequential": {"max_seeds": 10}}}, "seeds"),
+    ({"seeds": list(range(8)), "compare": {"sequential": {"max_seeds": 6}}}, "compare.sequential.max_seeds"),
+    ({"compare": {"sequential": {"max_seeds": 10, "every": 0}}}, "compare.sequential.every"),
+])
+def test_bad_designs_are_one_line_naming_the_key(over, key):
+    with pytest.raises(UserError) as err:
+        tiny_config(**{"seeds": list(range(5)), **over})
+    assert "\n" not in str(err.value) and f"params.yaml: {key}:" in str(err.value)
