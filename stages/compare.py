@@ -44,7 +44,7 @@ def main():
     settings = Settings(cfg.compare.baseline, cfg.compare.min_effect, cfg.compare.target_acc, cfg.monitor, cfg.epochs)
     runs = load_runs(args.runs, cfg.schedules, cfg.seeds)
     arms = {s: {run.summary["seed"]: run_numbers(run, settings) for run in per_seed} for s, per_seed in runs.items()}
-    previous = looks.read(args.out)  # the looks of a sequential design, and the seeds compared before
+    previous = looks.read(args.out, strict=cfg.compare.sequential.max_seeds is not None)  # the looks of a sequential design, and the seeds compared before
     result = with_history(compare(arms, settings), *looks.history(previous, looks.runs_key(runs), cfg.seeds))
     if cfg.compare.sequential.max_seeds is not None:
         record, note = looks.advance(previous, cfg, runs, differences(arms, cfg))

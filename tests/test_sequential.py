@@ -278,3 +278,48 @@ def test_bad_designs_are_one_line_naming_the_key(over, key):
     with pytest.raises(UserError) as err:
         tiny_config(**{"seeds": list(range(5)), **over})
     assert "\n" not in str(err.value) and f"params.yaml: {key}:" in str(err.value)
+
+
+def test_a_fixed_n_verdict_after_seeds_grew_says_it_is_descriptive():
+    from thesislab.comparison.compare import with_history
+
+    result = with_history({"verdict": "dynamic beats static by 1.00 points (...)", "seeds": 5},
+                          {"runs": "k", "seeds": [[0, 1, 2], [0, 1, 2, 3, 4]]}, [0, 1, 2])
+    assert result["fixed_n"] == {"descriptive": True, "why": "seeds grew from 3 to 5 after a comparison on 3 was "
+                                 "seen: the p-value assumes n was fixed in advance"}
+    assert result["verdict"].endswith("(descriptive: seeds grew from 3 to 5 after a comparison on 3 was seen: the "
+                                      "p-value assumes n was fixed in advance; compare.sequential plans looks in advance)")
+    plain = with_history({"verdict": "v", "seeds": 3}, {"runs": "k", "seeds": [[0, 1, 2]]}, None)
+    assert plain["verdict"] == "v" and plain["fixed_n"]["descriptive"] is False
+
+
+def test_a_damaged_record_is_refused_only_where_a_design_needs_it(tmp_path):
+    damaged = tmp_path / "comparison.json"
+    damaged.write_text('{"sequential": {"look')
+    assert looks.read(damaged, strict=False) == {}
+    with pytest.raises(UserError, match=r"comparison.json: not readable JSON; it holds the sequential design's looks"):
+        looks.read(damaged)
+    assert looks.read(tmp_path / "absent.json") == {}
+
+
+def test_other_params_start_a_new_design_with_a_note():
+    cfg, record = first_look()
+    other = tiny_config(seeds=list(range(10)), schedules=["static", "dynamic"], lr=0.02,
+                        compare={"sequential": {"max_seeds": 10, "every": 5}})
+    assert looks.check(other, {"sequential": record}) is None
+    new, note = looks.advance({"sequential": record}, other, fake_runs(), differences(NOISE))
+    assert new["design"]["looks"] == [10] and "other params" in note
+
+
+def test_a_challenger_decided_early_stays_decided_while_another_goes_on():
+    three = dict(schedules=["static", "dynamic", "cosine"], compare={"sequential": {"max_seeds": 10, "every": 5}})
+    record, _ = looks.advance({}, tiny_config(seeds=list(range(5)), **three), fake_runs(),
+                              {"dynamic": dict(enumerate(CLEAR + [-9.0] * 5)), "cosine": dict(enumerate(NOISE))})
+    assert record["design"]["alpha_per_comparison"] == pytest.approx(0.025)  # two challengers share alpha
+    assert record["decisions"] == {"dynamic": {"decision": "better", "look": 1, "n": 5, "futility": False}}
+    assert record["status"] == "continue"
+    later, _ = looks.advance({"sequential": record}, tiny_config(seeds=list(range(10)), **three), fake_runs(),
+                             {"dynamic": dict(enumerate(CLEAR + [-9.0] * 5)), "cosine": dict(enumerate(NOISE))})
+    assert list(later["looks"][1]["challengers"]) == ["cosine"]  # seeds 5-9 would have said worse: not asked
+    assert later["decisions"]["dynamic"]["decision"] == "better" and later["status"] == "finished"
+    assert looks.code(later, "dynamic") == sq.BETTER and looks.code(later, "cosine") == sq.INCONCLUSIVE

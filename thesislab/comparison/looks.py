@@ -23,14 +23,17 @@ SPENDING_NAMES = {"obrien_fleming": "O'Brien-Fleming", "pocock": "Pocock"}
 HISTORY = 50  # seed lists remembered for the "descriptive" note
 
 
-def read(path) -> dict:
-    """The comparison.json an earlier compare wrote ({} when there is none)."""
+def read(path, strict=True) -> dict:
+    """The comparison.json an earlier compare wrote ({} when there is none). strict: a damaged file is refused
+    (it holds a sequential design's looks, which must never silently start over); else it counts as none."""
     path = Path(path)
     if not path.exists():
         return {}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
+        if not strict:
+            return {}
         raise UserError(f"{path}: not readable JSON; it holds the sequential design's looks: restore it "
                         f"(git checkout {path}) or delete it to start afresh") from None
     return data if isinstance(data, dict) else {}
@@ -47,7 +50,8 @@ def design_params(cfg) -> dict:
 def experiment_key(cfg) -> str:
     """The params the runs are made from (not which seeds, not how they are compared): another key, another
     experiment, whose design starts afresh."""
-    params = {k: v for k, v in cfg.to_dict().items() if k not in ("seeds", "compare", "checkpoint_every")}
+    params = {k: v for k, v in cfg.to_dict().items()
+              if k not in ("seeds", "schedules", "compare", "checkpoint_every")}  # schedules: the design's
     return _digest(params)
 
 
@@ -142,6 +146,8 @@ def advance(previous, cfg, runs, differences) -> tuple:
     look is decided and appended."""
     check(cfg, previous)
     record, note = _recorded(previous, cfg), None
+    if record is None and isinstance(previous.get("sequential"), dict):
+        note = "the recorded design's runs were made with other params: a new design starts at these seeds"
     if record is not None and (_changes(record, cfg) or record["runs"] != runs_key(runs)):
         note = ("the runs were made from other code or data than the recorded design's: a new design starts here"
                 if not _changes(record, cfg) else "a new design, on seeds the earlier one had not seen")
