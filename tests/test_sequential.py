@@ -323,3 +323,8 @@ def test_a_challenger_decided_early_stays_decided_while_another_goes_on():
     assert list(later["looks"][1]["challengers"]) == ["cosine"]  # seeds 5-9 would have said worse: not asked
     assert later["decisions"]["dynamic"]["decision"] == "better" and later["status"] == "finished"
     assert looks.code(later, "dynamic") == sq.BETTER and looks.code(later, "cosine") == sq.INCONCLUSIVE
+
+
+def test_a_bound_just_above_zero_never_prints_as_zero():
+    assert [looks.signed(v) for v in (0.003399, -0.004, 0.0, 1.875, -391.7)] == [
+        "+0.003", "-0.004", "+0.00", "+1.88", "-391.70"]

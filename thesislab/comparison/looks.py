@@ -199,6 +199,11 @@ def history(previous, key, seeds) -> tuple:
     return {"runs": key, "seeds": lists}, (min(grew, key=len) if grew else None)
 
 
+def signed(v) -> str:
+    """Points with a sign, two decimals, more where two would show a bound just above 0 as +0.00."""
+    return f"{v:+.2f}" if round(v, 2) != 0 or v == 0 else f"{v:+.1g}"
+
+
 def code(record, name) -> int:
     """The verdict code of one challenger: its decision, or CONTINUE while the design still looks."""
     decided = record["decisions"].get(name)
@@ -223,7 +228,8 @@ def verdict(record, fixed_n=None) -> str:
     parts = []
     for name in [s for s in params["schedules"] if s != baseline]:
         look, e = _latest(record, name)
-        ci, where = f"{level} {e['low']:+.2f} to {e['high']:+.2f}", f"look {look['look']} of {of}, {look['n']} seeds"
+        ci = f"{level} {signed(e['low'])} to {signed(e['high'])}"
+        where = f"look {look['look']} of {of}, {look['n']} seeds"
         decision = e["decision"]
         diff = f"{name} - {baseline} = {e['mean']:+.2f} points"
         if decision == "continue":

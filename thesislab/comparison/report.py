@@ -75,11 +75,12 @@ def looks_table(record) -> list:
         cells = []
         for name in names:
             e = look["challengers"].get(name)
-            cells.append(f"{e['mean']:+.2f} ({e['low']:+.2f} to {e['high']:+.2f}): **{e['decision']}**" if e else
+            cells.append(f"{e['mean']:+.2f} ({looks.signed(e['low'])} to {looks.signed(e['high'])}): **{e['decision']}**"
+                         if e else
                          "(decided earlier)")
         lines.append(f"| {look['look']} of {record['of']} | {look['n']} | {look['boundary']:.3f} | "
                      f"{d['alpha_spent'][k]:.2g} | " + " | ".join(cells) + " |")
     if record["status"] == "continue":
         lines.append(f"| next | {len(record['next_seeds'])} | {d['boundaries'][len(record['looks'])]:.3f} | | "
                      + " | ".join("" for _ in names) + " |")
-    return lines
+    return lines + ["", "![the repeated CI at each look](looks.png)"]

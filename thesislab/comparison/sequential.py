@@ -130,7 +130,7 @@ def make_design(first, every, max_seeds, alpha, spending, min_effect, futility) 
     per_look = alpha_per_look(looks, spending, alpha)
     boundaries = t_boundaries(looks, per_look)
     fractions = [n / max_seeds for n in looks]
-    numbers = {"alpha_spent": [round(float(a), 10) for a in np.cumsum(per_look)],
+    numbers = {"alpha_spent": [float(f"{a:.4g}") for a in np.cumsum(per_look)],  # 4 digits, however small
                "z_boundaries": [round(c, 4) for c in z_boundaries(fractions, spending, alpha)],
                "calibration": {"paths": SIMULATED_PATHS, "rng_seed": CALIBRATION_SEED, "min_crossings": MIN_CROSSINGS}}
     return Design(looks, tuple(round(c, 6) for c in boundaries), min_effect, futility), numbers
