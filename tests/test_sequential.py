@@ -328,3 +328,11 @@ def test_a_challenger_decided_early_stays_decided_while_another_goes_on():
 def test_a_bound_just_above_zero_never_prints_as_zero():
     assert [looks.signed(v) for v in (0.003399, -0.004, 0.0, 1.875, -391.7)] == [
         "+0.003", "-0.004", "+0.00", "+1.88", "-391.70"]
+
+
+def test_a_record_without_a_param_this_version_added_is_still_the_same_experiment():
+    cfg, record = first_look()
+    older = {**record, "params": {k: v for k, v in record["params"].items() if k != "engine.threads"}}
+    assert looks.recorded({"sequential": older}, seq_config(range(10))) is older
+    later, note = looks.advance({"sequential": older}, seq_config(range(10)), fake_runs(), differences(NOISE))
+    assert note is None and later["looks"][0] == record["looks"][0] and later["look"] == 2

@@ -47,12 +47,18 @@ def design_params(cfg) -> dict:
             "futility": s.futility}
 
 
-def experiment_key(cfg) -> str:
-    """The params the runs are made from (not which seeds, not how they are compared): another key, another
-    experiment, whose design starts afresh."""
-    params = {k: v for k, v in cfg.to_dict().items()
-              if k not in ("seeds", "schedules", "compare", "checkpoint_every")}  # schedules: the design's
-    return _digest(params)
+def run_params(cfg) -> dict:
+    """The params the runs are made from (not which seeds or schedules, not how they are compared), flattened
+    to dotted keys: recorded with a design, and compared key by key."""
+    return _flat({k: v for k, v in cfg.to_dict().items()
+                  if k not in ("seeds", "schedules", "compare", "checkpoint_every")})  # schedules: the design's
+
+
+def _flat(d, prefix="") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
 
 
 def _digest(value) -> str:
@@ -66,10 +72,15 @@ def runs_key(runs) -> str:
                                           sort_keys=True) for r in per_seed}) for s, per_seed in runs.items()})
 
 
-def _recorded(previous, cfg):
-    """The record of this experiment's design, or None (no record, or another experiment's)."""
+def recorded(previous, cfg):
+    """The record of this experiment's design, or None (no record, or one made with other params). Compared key
+    by key over the params both know, so that a param a later version adds (or an older one had) does not by
+    itself start a new design over seeds the old one has seen."""
     record = previous.get("sequential")
-    return record if isinstance(record, dict) and record.get("params") == experiment_key(cfg) else None
+    if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
+        return None
+    now = run_params(cfg)
+    return record if all(now[k] == v for k, v in record["params"].items() if k in now) else None
 
 
 def _seen(record) -> set:
@@ -94,7 +105,7 @@ def check(cfg, previous):
     refused in one line. No record (or another experiment's): a new design starts at `seeds`."""
     if cfg.compare.sequential.max_seeds is None:
         return None
-    record = _recorded(previous, cfg)
+    record = recorded(previous, cfg)
     if record is None:
         return None
     changes = _changes(record, cfg)
@@ -129,7 +140,7 @@ def new_record(cfg, runs) -> dict:
     first = list(cfg.seeds)
     seeds = first + list(range(max(first) + 1, max(first) + 1 + s.max_seeds - len(first)))
     return {"status": "continue", "verdict": None, "look": 0, "of": len(design.looks), "n": 0, "next_seeds": first,
-            "params": experiment_key(cfg), "runs": runs_key(runs),
+            "params": run_params(cfg), "runs": runs_key(runs),
             "design": {"params": design_params(cfg), "alpha_per_comparison": per_comparison, "seeds": seeds,
                        "looks": list(design.looks), "boundaries": list(design.boundaries), **numbers},
             "decisions": {}, "looks": []}
@@ -145,7 +156,7 @@ def advance(previous, cfg, runs, differences) -> tuple:
     baseline test accuracy}} over params' seeds. A look already recorded is kept as it was; the design's next
     look is decided and appended."""
     check(cfg, previous)
-    record, note = _recorded(previous, cfg), None
+    record, note = recorded(previous, cfg), None
     if record is None and isinstance(previous.get("sequential"), dict):
         note = "the recorded design's runs were made with other params: a new design starts at these seeds"
     if record is not None and (_changes(record, cfg) or record["runs"] != runs_key(runs)):

@@ -199,9 +199,8 @@ def next_look(cfg):
     """The sequential design's record when it says "continue" for these params, else None."""
     if cfg.compare.sequential.max_seeds is None:
         return None
-    record = looks.read(plan.COMPARISON).get("sequential")
-    ours = isinstance(record, dict) and record.get("params") == looks.experiment_key(cfg)
-    return record if ours and record["status"] == "continue" else None
+    record = looks.recorded(looks.read(plan.COMPARISON), cfg)
+    return record if record is not None and record["status"] == "continue" else None
 
 
 RECORD_EVERY = 5.0  # seconds between `dvc commit`s of runs that finished meanwhile (each costs a DVC start-up)
