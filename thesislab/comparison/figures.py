@@ -148,6 +148,7 @@ def draw_looks(ax, comparison):
                             ha="center", color=c, fontweight="bold", fontsize=9)
         ax.plot([], [], color=c, lw=2.4, label=name)
     ax.set_ylim(-span, span)
+    ax.margins(x=0.12)  # room for the decision's label beside the last look
     sequential = any(r[4] for rows in by_name.values() for r in rows)
     ax.set(title=("Repeated CI per look (sequential design)" if sequential else "Paired difference, 95% CI"),
            xlabel="seeds", ylabel=f"test accuracy - {comparison['settings']['baseline']} (points)")
