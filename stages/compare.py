@@ -26,8 +26,8 @@ def differences(arms, cfg) -> dict:
     for name, arm in arms.items():
         lost = [seed for seed in cfg.seeds if arm[seed]["test_acc"] is None]
         if lost:
-            raise UserError(f"train@{name}-{lost[0]}: no test accuracy (its run diverged), and a sequential design "
-                            "needs every seed's: set a smaller lr and start a new design")
+            raise UserError(f"train@{name}-{lost[0]}: no test accuracy (its run diverged to NaN), and a sequential "
+                            "design needs every seed's: set a smaller lr and start a new design")
     return {c: {seed: arm[seed]["test_acc"] - base[seed]["test_acc"] for seed in cfg.seeds}
             for c, arm in arms.items() if c != cfg.compare.baseline}
 
@@ -45,9 +45,10 @@ def main():
     runs = load_runs(args.runs, cfg.schedules, cfg.seeds)
     arms = {s: {run.summary["seed"]: run_numbers(run, settings) for run in per_seed} for s, per_seed in runs.items()}
     previous = looks.read(args.out, strict=cfg.compare.sequential.max_seeds is not None)  # the looks of a sequential design, and the seeds compared before
-    result = with_history(compare(arms, settings), *looks.history(previous, looks.runs_key(runs), cfg.seeds))
+    key = looks.runs_key(runs)
+    result = with_history(compare(arms, settings), *looks.history(previous, key, cfg.seeds))
     if cfg.compare.sequential.max_seeds is not None:
-        record, note = looks.advance(previous, cfg, runs, differences(arms, cfg))
+        record, note = looks.advance(previous, cfg, runs, differences(arms, cfg), looks.compared_before(previous, key))
         if note:
             print(f"note: {note}")
         result = with_design(result, record, arms)

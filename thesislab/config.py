@@ -217,6 +217,7 @@ class Augmentation:
 
 
 SEQUENTIAL_FIRST_LOOK = 5  # seeds at least at a sequential design's first look (a t interval from 4 df up)
+SEQUENTIAL_MAX_LOOKS = 20  # more looks gain little power, and each one's alpha gets too small to calibrate
 SPENDING = ("obrien_fleming", "pocock")
 
 
@@ -229,7 +230,7 @@ def _optional_integer(lo, hi):
 class Sequential:
     """A sequential design (thesislab.comparison.sequential): seeds in batches until the comparison decides."""
 
-    max_seeds: object = param(None, _optional_integer(SEQUENTIAL_FIRST_LOOK, 10_000))  # null: off
+    max_seeds: object = param(None, _optional_integer(SEQUENTIAL_FIRST_LOOK, 1000))  # null: off
     every: int = param(5, _integer(1, 10_000))
     alpha: float = param(0.05, _number(0, 0.5, lo_open=True, hi_open=True))
     spending: str = param("obrien_fleming", _choice(SPENDING))
@@ -364,6 +365,11 @@ def _check_sequential(cfg):
     if design.max_seeds < len(cfg.seeds):
         raise UserError(f"params.yaml: compare.sequential.max_seeds: must be at least the {len(cfg.seeds)} seeds of "
                         f"seeds (got {design.max_seeds})")
+    looks = len(range(len(cfg.seeds), design.max_seeds, design.every)) + 1
+    if looks > SEQUENTIAL_MAX_LOOKS:
+        raise UserError(f"params.yaml: compare.sequential.every: a design takes at most {SEQUENTIAL_MAX_LOOKS} looks, and "
+                        f"{len(cfg.seeds)} seeds then {design.every} a look up to {design.max_seeds} make {looks}; "
+                        f"raise every to {math.ceil((design.max_seeds - len(cfg.seeds)) / (SEQUENTIAL_MAX_LOOKS - 1))}")
     if max(cfg.seeds) + design.max_seeds > SEED_MAX:
         raise UserError(f"params.yaml: seeds: a sequential design adds seeds after max(seeds); keep them under "
                         f"{SEED_MAX - design.max_seeds}")

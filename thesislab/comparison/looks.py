@@ -7,6 +7,7 @@ Nothing here re-decides. A look once recorded stays as it was; a design is never
 look are refused, in one line, by check(), which the check stage and the sweep call before any work.
 """
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -72,24 +73,51 @@ def runs_key(runs) -> str:
                                           sort_keys=True) for r in per_seed}) for s, per_seed in runs.items()})
 
 
+RECORD_KEYS = ("status", "verdict", "look", "of", "n", "next_seeds", "params", "runs", "design", "decisions", "looks")
+
+
+def _record_of(previous):
+    """comparison.json's design record, checked to be one this version reads (None: there is none)."""
+    record = previous.get("sequential")
+    if record is None:
+        return None
+    if not (isinstance(record, dict) and all(k in record for k in RECORD_KEYS) and isinstance(record["params"], dict)
+            and record["looks"]):
+        raise UserError("metrics/comparison.json: its sequential design record is damaged or of an older format; "
+                        "restore it (git checkout), or delete its \"sequential\" key to forget that design")
+    return record
+
+
 def recorded(previous, cfg):
     """The record of this experiment's design, or None (no record, or one made with other params). Compared key
     by key over the params both know, so that a param a later version adds (or an older one had) does not by
-    itself start a new design over seeds the old one has seen."""
-    record = previous.get("sequential")
-    if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
+    itself count as another experiment."""
+    record = _record_of(previous)
+    if record is None:
         return None
     now = run_params(cfg)
-    return record if all(now[k] == v for k, v in record["params"].items() if k in now) else None
+    return record if not _param_changes(record, now) else None
+
+
+def _param_changes(record, now) -> list:
+    return [f"{k} {v} -> {now[k]}" for k, v in record["params"].items() if k in now and now[k] != v]
 
 
 def _seen(record) -> set:
     return set(record["design"]["seeds"][:record["looks"][-1]["n"]])
 
 
+def ever_seen(record) -> set:
+    """Every seed a design in this file has looked at: this design's and the ones before it."""
+    return set(record.get("seen_before", [])) | _seen(record)
+
+
 def _changes(record, cfg) -> list:
+    """What differs from the design as recorded (a key it did not record, from an older version, is not a change;
+    schedules in another order are the same comparisons)."""
     old, new = record["design"]["params"], design_params(cfg)
-    return [f"{k} {old.get(k)} -> {new[k]}" for k in new if old.get(k) != new[k]]
+    return [f"{k} {old[k]} -> {new[k]}" for k in new if k in old and
+            (sorted(old[k]) != sorted(new[k]) if k == "schedules" else old[k] != new[k])]
 
 
 def _allowed(record) -> list:
@@ -101,22 +129,23 @@ def _allowed(record) -> list:
 
 
 def check(cfg, previous):
-    """Before any work: a design changed on seeds it has seen, or seeds that are not one of its looks, is
-    refused in one line. No record (or another experiment's): a new design starts at `seeds`."""
+    """Before any work: seeds that are not one of the design's looks, and a new design (the design or the runs'
+    params changed) on seeds an earlier design has looked at, are refused in one line. Returns the record
+    this comparison continues, or None (a new design starts at `seeds`)."""
     if cfg.compare.sequential.max_seeds is None:
         return None
-    record = recorded(previous, cfg)
+    record = _record_of(previous)
     if record is None:
+        return None
+    changed = _param_changes(record, run_params(cfg))
+    if changed:
+        refuse_seen(record, cfg, f"the runs' params changed since the design's look(s) ({'; '.join(changed[:3])})")
         return None
     changes = _changes(record, cfg)
     if changes:
-        if _seen(record) & set(cfg.seeds):
-            unseen = max(_seen(record) | set(record["design"]["seeds"])) + 1
-            raise UserError(f"params.yaml: compare.sequential: the design changed after {len(record['looks'])} "
-                            f"look(s) on these seeds ({'; '.join(changes)}); its error rate holds only for the plan "
-                            f"fixed in advance: restore it, or start a new design on seeds it has not seen "
-                            f"(seeds from {unseen})")
-        return None  # a new design, on fresh seeds
+        refuse_seen(record, cfg, f"the design changed after {len(record['looks'])} look(s) on these seeds "
+                                 f"({'; '.join(changes)})")
+        return None
     allowed = _allowed(record)
     if set(cfg.seeds) not in [set(a) for a in allowed]:
         state = (f"its next look is at {len(allowed[-1])} seeds ({_span(allowed[-1])})" if record["status"] ==
@@ -126,11 +155,23 @@ def check(cfg, previous):
     return record
 
 
+def refuse_seen(record, cfg, why):
+    """A new design may start only on seeds no design in this file has looked at: otherwise the plan would be
+    made after seeing those seeds' results, which is what the error rate cannot survive."""
+    seen = ever_seen(record)
+    overlap = sorted(seen & set(cfg.seeds))
+    if overlap:
+        raise UserError(f"params.yaml: compare.sequential: {why}, so a new design would start, but on seeds an "
+                        f"earlier one has looked at ({_span(overlap)}): its error rate holds only for the plan fixed in "
+                        f"advance: restore that, start the new design on seeds from {max(seen) + 1}, or delete "
+                        f"metrics/comparison.json to forget the earlier design")
+
+
 def _span(seeds):
     return f"{seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
 
 
-def new_record(cfg, runs) -> dict:
+def new_record(cfg, runs, seen_before=()) -> dict:
     """A design fixed now, before its first look is decided: looks, seeds, boundaries."""
     s = cfg.compare.sequential
     challengers = len(cfg.schedules) - 1
@@ -143,7 +184,7 @@ def new_record(cfg, runs) -> dict:
             "params": run_params(cfg), "runs": runs_key(runs),
             "design": {"params": design_params(cfg), "alpha_per_comparison": per_comparison, "seeds": seeds,
                        "looks": list(design.looks), "boundaries": list(design.boundaries), **numbers},
-            "decisions": {}, "looks": []}
+            "decisions": {}, "looks": [], "seen_before": sorted(seen_before)}
 
 
 def design_of(record) -> sq.Design:
@@ -151,20 +192,28 @@ def design_of(record) -> sq.Design:
     return sq.Design(tuple(d["looks"]), tuple(d["boundaries"]), d["params"]["min_effect"], d["params"]["futility"])
 
 
-def advance(previous, cfg, runs, differences) -> tuple:
+def advance(previous, cfg, runs, differences, compared=()) -> tuple:
     """(the record after this comparison, a note or None). differences: {challenger: {seed: challenger -
-    baseline test accuracy}} over params' seeds. A look already recorded is kept as it was; the design's next
-    look is decided and appended."""
-    check(cfg, previous)
-    record, note = recorded(previous, cfg), None
-    if record is None and isinstance(previous.get("sequential"), dict):
-        note = "the recorded design's runs were made with other params: a new design starts at these seeds"
-    if record is not None and (_changes(record, cfg) or record["runs"] != runs_key(runs)):
-        note = ("the runs were made from other code or data than the recorded design's: a new design starts here"
-                if not _changes(record, cfg) else "a new design, on seeds the earlier one had not seen")
+    baseline test accuracy}} over params' seeds; compared: seeds these runs were compared on before, fixed-n. A
+    look already recorded is kept as it was; the design's next look is decided and appended."""
+    record = check(cfg, previous)
+    earlier = _record_of(previous)
+    if record is not None and record["runs"] != runs_key(runs):
+        refuse_seen(record, cfg, "the runs were trained again, from other code or data, since the design's looks")
         record = None
+    note = None
     if record is None:
-        record = new_record(cfg, runs)
+        seen = ever_seen(earlier) if earlier else set()
+        record = new_record(cfg, runs, seen)
+        if earlier:
+            note = "a new sequential design, on seeds no earlier design has looked at"
+        peeked = sorted(set(compared) & set(cfg.seeds))
+        if peeked:
+            record["started_on_compared_seeds"] = peeked
+            note = (f"the design's first look includes seeds compared before with a fixed n ({_span(peeked)}): "
+                    "its plan was made after seeing them; a design on fresh seeds is cleaner")
+    else:
+        record = copy.deepcopy(record)  # the previous comparison's content stays as it was read
     if record["status"] != "continue" or set(cfg.seeds) != set(record["next_seeds"]):
         return record, note  # a look already made: shown as recorded
     return _look(record, differences), note
@@ -198,6 +247,12 @@ def _look(record, differences) -> dict:
     return record
 
 
+def compared_before(previous, key) -> set:
+    """The seeds these runs (key: runs_key) were compared on in earlier comparisons."""
+    before = previous.get("looked") if isinstance(previous.get("looked"), dict) else {}
+    return {s for seeds in before.get("seeds", []) for s in seeds} if before.get("runs") == key else set()
+
+
 def history(previous, key, seeds) -> tuple:
     """(the seed lists compared so far for these runs, this one added; whether an earlier comparison of these
     runs was made on fewer of these seeds: then a fixed-n p-value is descriptive, n was not fixed in advance)."""
@@ -212,6 +267,8 @@ def history(previous, key, seeds) -> tuple:
 
 def signed(v) -> str:
     """Points with a sign, two decimals, more where two would show a bound just above 0 as +0.00."""
+    if abs(v) >= 1e4:  # an early O'Brien-Fleming look's interval: its size, not its digits
+        return f"{v:+.3g}"
     return f"{v:+.2f}" if round(v, 2) != 0 or v == 0 else f"{v:+.1g}"
 
 
@@ -234,7 +291,8 @@ def verdict(record, fixed_n=None) -> str:
     comparison, whose reason is given when a design ends undecided because the runs never differed."""
     params, fixed_n = record["design"]["params"], fixed_n or {}
     baseline = params["baseline"]
-    level = f"repeated {100 * (1 - params['alpha']):g}% CI"
+    # Each challenger's interval is at alpha / challengers, so that all of them hold together at alpha.
+    level = f"repeated {100 * (1 - record['design']['alpha_per_comparison']):g}% CI"
     of, budget = record["of"], params["max_seeds"]
     parts = []
     for name in [s for s in params["schedules"] if s != baseline]:

@@ -67,7 +67,7 @@ def looks_table(record) -> list:
              f"{', futility stop' if params['futility'] else ''}): every look's interval covers the true difference "
              f"with {100 * (1 - params['alpha']):g}% together, so a decision at any look is wrong at most "
              f"{100 * params['alpha']:g}% of the time.", "",
-             "| look | seeds | boundary c_k | alpha spent | " + " | ".join(f"{n}: difference, repeated CI, decision"
+             "| look | seeds | boundary c_k | alpha spent (each challenger) | " + " | ".join(f"{n}: difference, repeated CI, decision"
                                                                     for n in names) + " |",
              "|---:|---:|---:|---:|" + "---|" * len(names)]
     for look in record["looks"]:

@@ -71,7 +71,7 @@ def z_boundaries(fractions, spending, alpha) -> list:
                 edge = c * math.sqrt(t)
                 return np.sum(mass * (stats.norm.cdf((-edge - grid) / step) + stats.norm.sf((edge - grid) / step))) - a
 
-            c = optimize.brentq(crossing, 1e-6, 50.0, xtol=1e-10)
+            c = optimize.brentq(crossing, 1e-6, 100.0, xtol=1e-10)
             edge = c * math.sqrt(t)
             new = np.linspace(-edge, edge, GRID)
             density = stats.norm.pdf((new[:, None] - grid[None, :]) / step) @ mass / step
