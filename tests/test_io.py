@@ -90,8 +90,28 @@ def test_ctrl_c_while_outputs_are_put_in_place_waits_for_the_last(tmp_path, monk
             signal.raise_signal(signal.SIGINT)  # Ctrl-C right after the first output is in place
 
     monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        with io.together():
-            io.write_text(a, "new")
-            io.write_text(b, "new")
+    # Ctrl-C as a terminal's process gets it: a job started in the background of a script inherits SIGINT ignored,
+    # and together() rightly keeps a signal ignored that was ignored before.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with io.together():
+                io.write_text(a, "new")
+                io.write_text(b, "new")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert a.read_text() == "new" and b.read_text() == "new" and len(calls) == 2
+
+
+def test_a_signal_ignored_before_the_block_stays_ignored(tmp_path):
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with io.together():
+            io.write_text(tmp_path / "a.txt", "new")
+            signal.raise_signal(signal.SIGINT)  # held, then re-delivered to the ignoring handler: nothing happens
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "a.txt").read_text() == "new"
