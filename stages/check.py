@@ -23,8 +23,7 @@ def main():
     ap.add_argument("--comparison", required=True, help="comparison.json: a sequential design's looks so far")
     args = ap.parse_args()
     cfg = config.load()
-    if cfg.compare.sequential.max_seeds is not None:
-        looks.check(cfg, looks.read(args.comparison))
+    looks.check_file(cfg, args.comparison)
     schedules.check_names(cfg.schedules)
     models.check_name(cfg.model)
     io.write_text(args.out, "params.yaml passed every check\n")

@@ -17,8 +17,7 @@ import numpy as np
 from thesislab.comparison import sequential as sq
 from thesislab.errors import UserError
 
-DECISIONS = {sq.BETTER: "better", sq.WORSE: "worse", sq.EQUIVALENT: "equivalent", sq.CONTINUE: "continue",
-             sq.INCONCLUSIVE: "inconclusive"}
+DECISIONS = sq.DECISIONS
 CODES = {word: code for code, word in DECISIONS.items()}
 SPENDING_NAMES = {"obrien_fleming": "O'Brien-Fleming", "pocock": "Pocock"}
 HISTORY = 50  # seed lists remembered for the "descriptive" note
@@ -128,6 +127,13 @@ def _allowed(record) -> list:
     return [seeds[:n] for n in sizes[:upto]]
 
 
+def check_file(cfg, path):
+    """check() against the comparison.json at `path`, read only when a design is on (else nothing to check, and
+    a damaged file is no reason to stop)."""
+    if cfg.compare.sequential.max_seeds is not None:
+        check(cfg, read(path))
+
+
 def check(cfg, previous):
     """Before any work: seeds that are not one of the design's looks, and a new design (the design or the runs'
     params changed) on seeds an earlier design has looked at, are refused in one line. Returns the record
@@ -231,9 +237,7 @@ def _look(record, differences) -> dict:
             continue  # decided at an earlier look: never decided again
         d = np.array([by_seed[s] for s in seeds], dtype=float)
         mean, sd = float(d.mean()), float(d.std(ddof=1))
-        code = int(sq.decide(mean, sd, n, c, design.min_effect))
-        if code == sq.CONTINUE and (last or (design.futility and sq.futile(mean, sd, design))):
-            code = sq.INCONCLUSIVE
+        code = int(sq.settle(sq.decide(mean, sd, n, c, design.min_effect), mean, sd, design, last))
         low, high = sq.interval(mean, sd, n, c)
         entry["challengers"][name] = {"mean": round(mean, 6), "std": round(sd, 6), "low": round(float(low), 6),
                                       "high": round(float(high), 6), "decision": DECISIONS[code]}
@@ -247,17 +251,21 @@ def _look(record, differences) -> dict:
     return record
 
 
-def compared_before(previous, key) -> set:
-    """The seeds these runs (key: runs_key) were compared on in earlier comparisons."""
+def _compared_lists(previous, key) -> list:
+    """The seed lists these runs (key: runs_key) were compared on before, as the earlier comparison recorded."""
     before = previous.get("looked") if isinstance(previous.get("looked"), dict) else {}
-    return {s for seeds in before.get("seeds", []) for s in seeds} if before.get("runs") == key else set()
+    return before.get("seeds", []) if before.get("runs") == key else []
+
+
+def compared_before(previous, key) -> set:
+    """The seeds these runs were compared on in earlier comparisons."""
+    return {s for seeds in _compared_lists(previous, key) for s in seeds}
 
 
 def history(previous, key, seeds) -> tuple:
     """(the seed lists compared so far for these runs, this one added; whether an earlier comparison of these
     runs was made on fewer of these seeds: then a fixed-n p-value is descriptive, n was not fixed in advance)."""
-    before = previous.get("looked") if isinstance(previous.get("looked"), dict) else {}
-    lists = before.get("seeds", []) if before.get("runs") == key else []
+    lists = _compared_lists(previous, key)
     current = sorted(seeds)
     grew = [s for s in lists if set(s) < set(current)]
     if current not in lists:

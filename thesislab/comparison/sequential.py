@@ -22,8 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
+from thesislab import config
+
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, NO_VERDICT, CONTINUE = 1, -1, 0, 2, 3, 4  # verdict codes
-SPENDING = ("obrien_fleming", "pocock")
+DECISIONS = {BETTER: "better", WORSE: "worse", EQUIVALENT: "equivalent", CONTINUE: "continue",
+             INCONCLUSIVE: "inconclusive"}  # a look's decision, as comparison.json records it
+SPENDING = config.SPENDING
 SIMULATED_PATHS = 200_000  # paths that calibrate the t boundaries: 0.5 s for 10 looks here
 CALIBRATION_SEED = 2020
 MIN_CROSSINGS = 200  # fewer expected crossings than this at a look: the t quantile, not the simulation
@@ -159,6 +163,13 @@ def futile(mean, sd, design):
     return (np.abs(mean) - half <= 0) & (np.abs(mean) + half >= design.min_effect)
 
 
+def settle(code, mean, sd, design, last):
+    """A look's decision under the design's stopping rules (arrays broadcast): a "continue" at the last look,
+    or one the budget could not turn into a decision (with futility), ends as INCONCLUSIVE."""
+    stop = last or (design.futility and futile(mean, sd, design))
+    return np.where((code == CONTINUE) & stop, INCONCLUSIVE, code)
+
+
 def run_design(d, design):
     """Look by look over one sequence of paired differences d (at least design.looks[-1] long, or as far as
     it goes): [(n, c, low, high, decision)] up to the look that decided."""
@@ -169,11 +180,7 @@ def run_design(d, design):
             break
         x = d[:n]
         mean, sd = x.mean(), x.std(ddof=1)
-        code = int(decide(mean, sd, n, c, design.min_effect))
-        if code == CONTINUE and design.futility and k < len(design.looks) - 1 and futile(mean, sd, design):
-            code = INCONCLUSIVE
-        if code == CONTINUE and k == len(design.looks) - 1:
-            code = INCONCLUSIVE
+        code = int(settle(decide(mean, sd, n, c, design.min_effect), mean, sd, design, k == len(design.looks) - 1))
         low, high = interval(mean, sd, n, c)
         out.append((n, c, float(low), float(high), code))
         if code != CONTINUE:
@@ -195,13 +202,8 @@ def simulate(design, delta, sigma, sequences, rng) -> dict:
         seen = n
         mean = total / n
         sd = np.sqrt(np.maximum(squares - n * mean**2, 0.0) / (n - 1))
-        code = decide(mean, sd, n, c, design.min_effect)
-        last = k == len(design.looks) - 1
-        if design.futility and not last:
-            code = np.where((code == CONTINUE) & futile(mean, sd, design), INCONCLUSIVE, code)
-        if last:
-            code = np.where(code == CONTINUE, INCONCLUSIVE, code)
+        code = settle(decide(mean, sd, n, c, design.min_effect), mean, sd, design, k == len(design.looks) - 1)
         fresh = (final == CONTINUE) & (code != CONTINUE)
         final[fresh], used[fresh] = code[fresh], n
-    names = {BETTER: "better", WORSE: "worse", EQUIVALENT: "equivalent", INCONCLUSIVE: "inconclusive"}
-    return {**{name: float(np.mean(final == code)) for code, name in names.items()}, "mean_seeds": float(used.mean())}
+    ends = [BETTER, WORSE, EQUIVALENT, INCONCLUSIVE]
+    return {**{DECISIONS[code]: float(np.mean(final == code)) for code in ends}, "mean_seeds": float(used.mean())}

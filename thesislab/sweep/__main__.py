@@ -150,8 +150,7 @@ def sweep(opts):
     lock = one_sweep_at_a_time()
     cfg = plan.params_with(opts.set_param)  # params.yaml as -S would leave it, checked; not written yet
     check_options(opts, cfg)
-    if cfg.compare.sequential.max_seeds is not None:  # seeds that are not the design's next look: refused now
-        looks.check(cfg, looks.read(plan.COMPARISON))
+    looks.check_file(cfg, plan.COMPARISON)  # seeds that are not the design's next look: refused now
     env = sweep_env(cfg, opts)
     engine = make_engine(opts, env)
     experiment = bool(opts.name or opts.set_param)
