@@ -15,14 +15,20 @@ and prints images/s, the loop's share of compute-only, and on CUDA the epoch tim
 
 import argparse
 import statistics
+import sys
 import time
 
-import torch
-import torch.nn.functional as F
-
+from thesislab import arithmetic
 from thesislab.config import Engine
-from thesislab.train import engine, models, runtime, schedules
-from thesislab.train.batches import Batches, Split
+
+PORTABLE = "--native" not in sys.argv
+arithmetic.pin(PORTABLE)  # before torch loads, as the train stage does: the kernels timed are the runs' own
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from thesislab.train import engine, models, runtime, schedules  # noqa: E402
+from thesislab.train.batches import Batches, Split  # noqa: E402
 
 H100_BF16_FLOPS = 790e12  # measured dense bf16 matmul rate on this workplace's H100 (see BENCHMARKS.md)
 
@@ -40,6 +46,8 @@ def parse_args():
     ap.add_argument("--compile", default=None, help="torch.compile mode for both (default: none)")
     ap.add_argument("--pil", action="store_true", help="also time a DataLoader over per-image PIL transforms")
     ap.add_argument("--streamed", action="store_true", help="also time the loop streaming from a memory map")
+    ap.add_argument("--native", action="store_true",
+                    help="the host's fastest kernels (engine.portable: false) instead of the portable ones")
     return ap.parse_args()
 
 
@@ -119,7 +127,7 @@ def time_pil(net, opt, rt, batch_size, args):
 
 def main():
     args = parse_args()
-    rt = runtime.setup(Engine(device=args.device))
+    rt = runtime.setup(Engine(device=args.device, portable=PORTABLE))
     print(f"device: {runtime.describe(rt)}; model {args.model}; {args.images} images of {args.image_size}px")
     model, net, opt = make_model(args, rt)
     flops = 3 * models.count_flops(model, args.image_size, rt.device)  # forward + backward (2x forward)

@@ -11,10 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from thesislab import config
+from thesislab import arithmetic, config
 from thesislab.errors import UserError, stage_main
-from thesislab.train.assemble import RunPaths
-from thesislab.train.run import check, train
 
 
 def parse_args(argv=None):
@@ -44,6 +42,13 @@ def seed_number(text):
         raise UserError(f"--seed: must be an integer (got {text!r})") from None
 
 
+def load_library():
+    """The training library: it imports torch, so it is loaded only once the arithmetic is pinned."""
+    from thesislab.train import assemble, run
+
+    return assemble, run
+
+
 def relaunch_under_torchrun(nproc):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "stages.train", *sys.argv[1:]]
@@ -54,16 +59,18 @@ def relaunch_under_torchrun(nproc):
 def main():
     args = parse_args()
     cfg = config.load()
+    arithmetic.pin(cfg.engine.portable)  # before torch loads: the library imports it
+    assemble, run = load_library()
     seed = seed_number(args.seed)
-    check(cfg, args.schedule, seed)
+    run.check(cfg, args.schedule, seed)
     if cfg.engine.nproc > 1 and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(cfg.engine.nproc)
-    paths = RunPaths(
+    paths = assemble.RunPaths(
         root=Path(args.root), pathlist=Path(args.pathlist), stats=Path(args.stats), cache=Path(args.cache),
         model=Path(args.model), weights=Path(args.weights), work=Path(args.checkpoints),
         run=Path(args.out), live=Path(args.live),
     )
-    train(cfg, args.schedule, seed, paths)
+    run.train(cfg, args.schedule, seed, paths)
 
 
 if __name__ == "__main__":

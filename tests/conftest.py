@@ -13,6 +13,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # two test workers share two cores (set before torch loads)
+sys.path.insert(0, str(ROOT))
+from thesislab import arithmetic  # noqa: E402
+
+arithmetic.pin(True)  # the tests train in this process too, as the train stage would: portable arithmetic
 
 # Small enough for seconds of CPU, big enough to train: the default pipeline shrunk.
 TINY_PARAMS = {

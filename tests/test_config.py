@@ -60,6 +60,7 @@ BAD = {
     "engine.bf16": ("on", None),
     "engine.nproc": (2.0, 0),
     "engine.threads": (0, 1.5),
+    "engine.portable": ("yes", 1),
     "engine.resident": (1, "sometimes"),  # 1 is not true: types are compared
     "engine.eval_batch_size": ("big", 0),
 }

@@ -2,7 +2,7 @@
 
 A module a stage loads but does not depend on means `dvc repro` says "up to date" after that module changed;
 a module it depends on but never loads means needless reruns. Each stage's entry point is imported in a fresh
-interpreter and the project's own modules in sys.modules are compared with the stage's deps. The checkpoint
+interpreter (with the library its main() loads later, load_library()) and the project's own modules in sys.modules are compared with the stage's deps. The checkpoint
 fingerprint hashes the same set (checkpoint.loaded_project_files), so DVC and resume agree on "the code changed".
 """
 
@@ -25,7 +25,8 @@ CODE = ("thesislab", "stages")
 LIST_LOADED = """
 import importlib, sys
 from pathlib import Path
-importlib.import_module(sys.argv[1])
+module = importlib.import_module(sys.argv[1])
+getattr(module, "load_library", lambda: None)()  # what main() loads once the arithmetic is pinned
 root = Path.cwd().resolve()
 for m in list(sys.modules.values()):
     f = getattr(m, "__file__", None)

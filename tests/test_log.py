@@ -31,7 +31,7 @@ def test_every_number_of_a_summary():
         "train_loss": 0.5, "val_acc": 81.0, "epochs": 4, "lr_reductions": 2, "final_lr": 0.001,
         "stop_reason": "loss_stop", "train_seconds": 3.0 + 4.0 + 5.0 + 6.0,
         "images_per_second": round(400 / 6.0, 1), "schedule": "dynamic", "seed": 3, "model": "signnet",
-        "device": "cpu", "config": "abc", "schedule_params": {}, "test_set": None,
+        "device": "cpu", "config": "abc", "computation": {}, "schedule_params": {}, "test_set": None,
     }
 
 

@@ -189,6 +189,17 @@ def test_another_torch_or_thread_count_is_another_computation(monkeypatch):
     assert digest(cpu()) != plain
 
 
+def test_portable_and_native_arithmetic_are_other_computations(monkeypatch):
+    """A native run's kernels are the host's (and so are part of its digest); a portable run's are the same on
+    every host: its digest does not depend on the CPU."""
+    plain = digest(cpu())
+    native = digest(cpu(), portable=False)
+    assert native != plain
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert digest(cpu(), portable=False) != native
+    assert digest(cpu()) == plain
+
+
 def test_the_thread_count_is_the_param_not_the_machine():
     """A 32-core node and a laptop compute with engine.threads threads, so their runs are one computation:
     the digest follows the param, and setup makes torch use exactly that many."""
@@ -196,14 +207,14 @@ def test_the_thread_count_is_the_param_not_the_machine():
     try:
         torch.set_num_threads(threads + 3)  # what another machine's default would be
         assert digest(cpu()) == digest(cpu(), threads=1)
-        rt = runtime.setup(tiny_config(engine={"threads": 2}).engine)
+        rt = runtime.setup(tiny_config(engine={"threads": 2, "device": "cpu"}).engine)
         assert torch.get_num_threads() == 2 and "2 threads" in runtime.describe(rt)
     finally:
         torch.set_num_threads(threads)
 
 
 def test_a_worker_unlike_the_sweep_refuses_before_training(monkeypatch):
-    engine_cfg = tiny_config().engine
+    engine_cfg = tiny_config(engine={"device": "cpu"}).engine
     monkeypatch.setenv(runtime.EXPECT_TORCH, "0.0.0")
     with pytest.raises(UserError, match=r"torch .* the sweep's runs use 0\.0\.0"):
         runtime.setup(engine_cfg)
@@ -239,8 +250,13 @@ def test_a_finished_run_keeps_no_checkpoint_and_a_rerun_starts_over(tiny_data, t
     assert without_timing(second) == without_timing(first)
 
 
+CUDA = torch.cuda.is_available()
+
+
 @pytest.mark.parametrize("change", [{"engine": {"eval_batch_size": 5}}, {"checkpoint_every": 2},
-                                    {"engine": {"device": "cpu"}}, {"engine": {"resident": False}},
+                                    pytest.param({"engine": {"device": "cpu"}}, marks=pytest.mark.skipif(
+                                        CUDA, reason="auto is cuda here: other kernels, other numbers")),
+                                    {"engine": {"resident": False}},
                                     {"engine": {"resident": False}, "augment": True, "augmentation": {"flip": True}}])
 def test_settings_said_not_to_change_results_do_not(tiny_data, tmp_path, capsys, change):
     """params.yaml and README say eval_batch_size, checkpoint_every, resident (streaming batches from the
@@ -254,10 +270,13 @@ def test_settings_said_not_to_change_results_do_not(tiny_data, tmp_path, capsys,
     streamed = "data: streamed from the decoded-image cache (engine.resident)" in capsys.readouterr().out
     assert streamed == (change.get("engine", {}).get("resident") is False)
     assert base["lr_reductions"] == 1  # the schedule acted, on the evaluations being compared
-    assert without_timing({**base, "config": None}) == without_timing({**other, "config": None})
+    unlike = {"config": None, "computation": None}  # device auto vs cpu: recorded as asked, computed alike
+    assert without_timing({**base, **unlike}) == without_timing({**other, **unlike})
     for a, b in zip(log_without_timing(pb), log_without_timing(po)):
         assert {k: v for k, v in a.items() if "loss" not in k} == {k: v for k, v in b.items() if "loss" not in k}
-        assert [a[k] for k in a if "loss" in k] == pytest.approx([b[k] for k in b if "loss" in k], rel=1e-5)
+        # bf16 autocast on CUDA: an evaluation's sums over other batch sizes round at bf16's 8 bits
+        assert [a[k] for k in a if "loss" in k] == pytest.approx([b[k] for k in b if "loss" in k],
+                                                                 rel=1e-4 if CUDA else 1e-5)
 
 
 class RunsCode:
@@ -630,11 +649,12 @@ def test_a_tiny_memory_budget_streams_and_says_why(tiny_data, tmp_path, capsys, 
     from thesislab.train import assemble
 
     monkeypatch.setattr(assemble, "CPU_RESIDENT_CAP", 1000)  # bytes: the tiny signs (11 x 16 x 768) do not fit
-    streamed, ps = run(tiny_data, tmp_path / "s", "dynamic", epochs=3, augment=True)
+    cpu = {"device": "cpu"}  # the CPU's budget (a GPU's is its free memory)
+    streamed, ps = run(tiny_data, tmp_path / "s", "dynamic", epochs=3, augment=True, engine=cpu)
     out = capsys.readouterr().out
     assert "data: streamed from the decoded-image cache (" in out and "budget 0 MiB" in out
     monkeypatch.undo()
-    resident, pr = run(tiny_data, tmp_path / "r", "dynamic", epochs=3, augment=True)
+    resident, pr = run(tiny_data, tmp_path / "r", "dynamic", epochs=3, augment=True, engine=cpu)
     assert "data: resident on cpu (" in capsys.readouterr().out
     assert without_timing({**streamed, "config": 0}) == without_timing({**resident, "config": 0})
     assert log_without_timing(ps) == log_without_timing(pr)

@@ -249,7 +249,7 @@ class Compare:
 
 @dataclass(frozen=True)
 class Engine:
-    """Where and how fast. device, bf16, compile, nproc and threads change the arithmetic (other kernels, other
+    """Where and how fast. device, bf16, compile, nproc, threads and portable change the arithmetic (other kernels, other
     rounding, BatchNorm over each process's share of a batch, CPU reductions split another way), so they are part
     of what a checkpoint must match;
     eval_batch_size and resident only change speed and memory (tests/test_training.py checks that)."""
@@ -259,6 +259,9 @@ class Engine:
     bf16: bool = param(True, _boolean)
     nproc: int = param(1, _integer(1, 1024))
     threads: int = param(1, _integer(1, 1024))
+    # Portable CPU arithmetic (thesislab.arithmetic): the same bits on every x86-64 CPU with AVX2; on CUDA,
+    # deterministic algorithms. false: the host's fastest kernels, numbers of its own.
+    portable: bool = param(True, _boolean)
     resident: object = param("auto", _choice(("auto", True, False)))
     eval_batch_size: int = param(1024, _integer(1))
 
@@ -370,9 +373,12 @@ def _check_sequential(cfg):
         raise UserError(f"params.yaml: compare.sequential.every: a design takes at most {SEQUENTIAL_MAX_LOOKS} looks, and "
                         f"{len(cfg.seeds)} seeds then {design.every} a look up to {design.max_seeds} make {looks}; "
                         f"raise every to {math.ceil((design.max_seeds - len(cfg.seeds)) / (SEQUENTIAL_MAX_LOOKS - 1))}")
-    if max(cfg.seeds) + design.max_seeds > SEED_MAX:
-        raise UserError(f"params.yaml: seeds: a sequential design adds seeds after max(seeds); keep them under "
-                        f"{SEED_MAX - design.max_seeds}")
+    # The design's last seed, whichever look this is: the seeds after max(seeds) up to max_seeds in all.
+    last = max(cfg.seeds) + design.max_seeds - len(cfg.seeds)
+    if last > SEED_MAX:
+        raise UserError(f"params.yaml: seeds: a sequential design adds seeds after max(seeds), up to max_seeds in all; "
+                        f"its last would be {last}, over {SEED_MAX}: start it at {SEED_MAX - design.max_seeds + 1} "
+                        "or below")
 
 
 def from_dict(raw) -> Config:

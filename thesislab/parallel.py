@@ -45,14 +45,22 @@ def map_chunks(fn, chunks, *args, desc="", progress=True, workers=None):
                 raise
 
 
+PARENT = "THESISLAB_PARENT_PID"  # set by a process for the child it starts: the parent die_with_parent() expects
+
+
 def die_with_parent():
     """Have this process get SIGTERM when the process that started it dies (Linux; elsewhere a no-op): a killed
     sweep, or a Ray worker cancelled by force, then leaves no run training on, writing files that the run
-    started in its place writes too."""
+    started in its place writes too. A parent that died before the link was made (PARENT names it, and this
+    process has another parent now) is acted on at once."""
+    import signal
+
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    expected = os.environ.pop(PARENT, None)  # for this process only: not what its own children should expect
+    if expected and expected.isdigit() and os.getppid() != int(expected):
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -11,13 +11,18 @@ import argparse
 import os
 import sys
 
-import numpy as np
-import torch
+from thesislab import arithmetic
 
-from thesislab.data.images import load_rgb
-from thesislab.errors import UserError, stage_main
-from thesislab.train.batches import Batches, Split
-from thesislab.train.checkpoint import load_model
+if __name__ == "__main__":  # the command computes with the pipeline's portable arithmetic: set before torch loads
+    arithmetic.pin(True)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from thesislab.data.images import load_rgb  # noqa: E402
+from thesislab.errors import UserError, stage_main  # noqa: E402
+from thesislab.train.batches import Batches, Split  # noqa: E402
+from thesislab.train.checkpoint import load_model  # noqa: E402
 
 
 @torch.no_grad()

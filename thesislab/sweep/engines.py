@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from thesislab.errors import EXIT_USER_ERROR, UserError
+from thesislab.parallel import PARENT
 from thesislab.sweep.plan import STATE
 from thesislab.sweep.worker import LOST, WHERE, describe_exit, read_status
 
@@ -78,7 +79,8 @@ class Local:
                 with self.lock:
                     if self.cancelled.is_set():
                         return 130
-                    proc = subprocess.Popen(worker_cmd(task), env={**self.env.vars, **slot}, start_new_session=True,
+                    proc = subprocess.Popen(worker_cmd(task), env={**self.env.vars, **slot, PARENT: str(os.getpid())},
+                                            start_new_session=True,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     self.procs[task.name] = proc
                 rc = proc.wait()
@@ -282,7 +284,7 @@ def _ray_task(argv, env, cwd):
     node = ray.get_runtime_context().get_node_id()[:8]
     env = {**env, "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in ray.get_gpu_ids()), WHERE: f"ray node {node}"}
     # The worker command ends with this Ray worker (it sets PR_SET_PDEATHSIG): a forced cancel leaves no run.
-    rc = sp.call(argv, env=env, cwd=cwd, stdout=sp.DEVNULL, stderr=sp.DEVNULL)
+    rc = sp.call(argv, env={**env, PARENT: str(os.getpid())}, cwd=cwd, stdout=sp.DEVNULL, stderr=sp.DEVNULL)
     if retryable(rc):
         raise RuntimeError(f"exit {rc}")  # Ray retries an exception (retry_exceptions); exit 0 and 2 are final
     return rc

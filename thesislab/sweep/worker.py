@@ -9,6 +9,7 @@ each start counts an attempt, so a retried or requeued task says how many times 
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from thesislab import io
-from thesislab.parallel import die_with_parent
+from thesislab.parallel import PARENT, die_with_parent
 
 
 def read_status(path) -> dict:
@@ -35,6 +36,9 @@ def where() -> str:
     return os.environ.get(WHERE, socket.gethostname()) + (f" gpu {gpus}" if gpus not in (None, "") else "")
 
 
+EXIT_NO_STATE = 74  # sysexits' EX_IOERR: the worker could not write the run's status or log (a full disk, say)
+
+
 def run(status, log, cmd) -> int:
     attempt = read_status(status).get("attempt", 0) + 1
     started = time.time()
@@ -43,9 +47,16 @@ def run(status, log, cmd) -> int:
     with open(log, "ab") as out:
         out.write(f"--- attempt {attempt} on {where()}: {cmd}\n".encode())
         out.flush()
-        proc = subprocess.Popen(cmd, shell=True, stdout=out, stderr=subprocess.STDOUT)
+        # No shell in between: a shell that stays the command's parent (dash does) would be the process the run's
+        # die-with-parent link watches, and nobody signals it when this worker is killed.
         try:
-            rc = proc.wait()
+            proc = subprocess.Popen(shlex.split(cmd), stdout=out, stderr=subprocess.STDOUT,
+                                    env={**os.environ, PARENT: str(os.getpid())})
+        except OSError as err:  # no such program (127) or not executable (126), as a shell says; in the log
+            out.write(f"error: cannot start {shlex.split(cmd)[0]}: {err.strerror}\n".encode())
+            proc, failed = None, 126 if isinstance(err, PermissionError) else 127
+        try:
+            rc = proc.wait() if proc else failed
         except KeyboardInterrupt:  # the sweep was cancelled: the stage got the same signal and stops cleanly
             rc = proc.wait()
     if rc < 0:  # killed by a signal: exit as a shell would (128 + n), so every engine reads one number
@@ -62,6 +73,8 @@ def describe_exit(rc) -> str:
         return "lost: killed, timed out or its node went away"
     if rc < 0:  # the worker itself was killed (Popen's convention)
         rc = 128 - rc
+    if rc == EXIT_NO_STATE:
+        return "its worker could not write the run's status or log"
     if rc > 128:
         try:
             return f"killed by {signal.Signals(rc - 128).name}"
@@ -78,7 +91,11 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 4 or argv[2] != "--":
         sys.exit("usage: python -m thesislab.sweep.worker STATUS LOG -- CMD")
-    sys.exit(run(argv[0], argv[1], " ".join(argv[3:])))
+    try:
+        sys.exit(run(argv[0], argv[1], " ".join(argv[3:])))
+    except OSError as err:  # its status or log (a full disk): the sweep says so, since no log can
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_NO_STATE)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def lr_cut_epochs(rows) -> list:
 
 
 def summarize(rows, stop_reason, *, schedule, seed, model, device, config, schedule_params=None,
-              test_set=None) -> dict:
+              test_set=None, computation=None) -> dict:
     """metrics.json. Accuracies are percent; a number that is undefined (NaN after divergence, no validation
     split) is null, never a string, and stop_reason says why."""
     last = rows[-1]
@@ -165,6 +165,7 @@ def summarize(rows, stop_reason, *, schedule, seed, model, device, config, sched
         "model": model,
         "device": device,
         "config": config,  # the same in every run of one comparison (checkpoint.config_digest)
+        "computation": computation or {},  # how the arithmetic was done (runtime.computation): part of config
         "schedule_params": schedule_params or {},  # this schedule's knobs: the same in every run of its arm
         "test_set": test_set,  # files.test_set_digest: what it was tested on (two experiments must agree)
     }

@@ -60,7 +60,8 @@ def _train(cfg, schedule, seed, paths, rt, progress):
                               val_fraction=cfg.val_fraction, seed=seed, device=rt.device,
                               resident=cfg.engine.resident, progress=progress, say=say)
     trainer = assemble.build_trainer(cfg, schedule, seed, data, rt, paths.weights, say)
-    digest = checkpoint.config_digest(cfg, runtime.computation(rt, cfg.engine), assemble.data_files(paths, cfg.weights))
+    computation = runtime.computation(rt, cfg.engine)
+    digest = checkpoint.config_digest(cfg, computation, assemble.data_files(paths, cfg.weights))
     knobs = checkpoint.schedule_knobs(cfg, schedule)
     fingerprint = checkpoint.fingerprint(digest, schedule, seed, knobs)
     rows = assemble.resume(trainer, paths.checkpoint, fingerprint, say)
@@ -74,7 +75,7 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     rules = StopRules(cfg.epochs, cfg.loss_stop, cfg.monitor, cfg.checkpoint_every)
     stop_reason = fit(trainer, log, rules, save_checkpoint, say, name, progress)
     summary = log.summary(stop_reason, schedule=schedule, seed=seed, model=cfg.model, device=runtime.describe(rt),
-                          config=digest, schedule_params=knobs,
+                          config=digest, computation=computation, schedule_params=knobs,
                           test_set=files.test_set_digest(paths.pathlist, paths.root))
     if rt.main:
         log.finish(summary)
@@ -96,7 +97,7 @@ def _write_outputs(cfg, data, trainer, paths):
 
 def _say_summary(name, s, say):
     def pct(v):
-        return "undefined" if v is None else f"{v}%"
+        return "undefined" if v is None else f"{v:.2f}%"
 
     say(f"train@{name}: stopped by {s['stop_reason']} after {s['epochs']} epochs: test {pct(s['test_acc'])} "
         f"(best {pct(s['best_test_acc'])}), {s['lr_reductions']} LR reductions, {s['train_seconds']}s, "

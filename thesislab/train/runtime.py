@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from thesislab import arithmetic
 from thesislab.errors import UserError
 from thesislab.parallel import die_with_parent
 
@@ -81,6 +82,8 @@ def check_expected(device):
 
 def setup(engine) -> Runtime:
     """Choose the device and, under torchrun (WORLD_SIZE > 1), join the process group."""
+    arithmetic.pin(engine.portable)  # torch is loaded here: this only checks that the caller pinned it first
+    arithmetic.check(engine.portable)
     device = pick_device(engine.device)
     check_expected(device)
     # A fixed thread count, not "every core": CPU reductions split by thread round differently, so the same params
@@ -93,14 +96,23 @@ def setup(engine) -> Runtime:
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
-        # TF32 for any float32 matmul left outside autocast; cuDNN picks the fastest kernels for the fixed shapes.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        _cuda_settings(engine.portable)
     on_cuda = device.type == "cuda"
     # channels_last: tensor cores on CUDA want it, and oneDNN's CPU convolutions run about twice as fast.
     return Runtime(device=device, bf16=on_cuda and engine.bf16, channels_last=device.type in ("cuda", "cpu"),
                    rank=rank, world=world)
+
+
+def _cuda_settings(portable):
+    """TF32 for any float32 matmul left outside autocast (deterministic, only less precise). Portable: the same
+    bytes run to run on one GPU model: deterministic algorithms where PyTorch has them (an op that has none warns
+    once, naming itself), and no cuDNN autotuning, which picks kernels by timing them. Else cuDNN picks the
+    fastest kernels for the fixed shapes."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = not portable
+    torch.backends.cudnn.deterministic = portable
+    torch.use_deterministic_algorithms(portable, warn_only=True)
 
 
 def teardown(rt: Runtime):
@@ -113,11 +125,12 @@ def computation(rt: Runtime, engine) -> dict:
     that saved the checkpoint. `device: auto` and `device: cpu` are the same computation on a CPU-only
     machine; bf16 is only in effect on CUDA."""
     # torch's version (other kernels) and the CPU thread count (reductions split another way) change rounding too;
-    # engine.threads fixes the count, which is what a sweep's workers all set.
+    # engine.threads fixes the count, which is what a sweep's workers all set. The CPU kernels count on CUDA too:
+    # the initial weights are drawn on the CPU.
     threads = engine.threads if rt.device.type == "cpu" else None
     return {"device": rt.device.type, "bf16": rt.bf16, "channels_last": rt.channels_last, "compile": engine.compile,
             "processes": rt.world, "eval_batch_size": engine.eval_batch_size, "torch": torch.__version__,
-            "threads": threads}
+            "threads": threads, "portable": engine.portable, "cpu_kernels": arithmetic.kernels(engine.portable)}
 
 
 def describe(rt: Runtime) -> str:
