@@ -4,10 +4,12 @@
 One tiny project (module scope) with its baseline committed, as a user's repository would be.
 """
 
+import re
 import sys
 import time
 
 import pytest
+import yaml
 from conftest import make_project, ran
 
 pytestmark = pytest.mark.e2e
@@ -72,18 +74,22 @@ def fresh_clone(proj, dest):
     return clone
 
 
+@pytest.mark.slow  # CI runs it after make test (make test-slow)
 def test_a_fresh_clone_reuses_the_committed_runs(proj, tmp_path):
-    """A clone has the run folders (git) but not the model files (DVC's cache): --allow-missing and the sweep
-    keep the committed runs and recompute only what changed."""
+    """A clone has the run folders (git) but not the model files (DVC's cache): --allow-missing keeps the committed
+    runs and recomputes only what changed; the sweep trains the committed runs again and checks each against the
+    model dvc.lock records; an experiment, which must hold its models, is refused."""
     clone = fresh_clone(proj, tmp_path / "clone")
     result = clone.dvc("exp", "run", "--allow-missing", "-S", "compare.min_effect=1")
     assert ran(result) == ["compare"], result.stdout
 
     other = fresh_clone(proj, tmp_path / "other")
-    swept = other.run(sys.executable, "-m", "thesislab.sweep")
-    assert "every train stage is up to date" in swept.stdout
-    assert not [s for s in ran(swept) if s.startswith("train@")]
-    assert "runs are up to date but their model files are not here" in swept.stdout
     named = other.run(sys.executable, "-m", "thesislab.sweep", "-n", "x", check=False)
     assert named.returncode == 2 and named.stderr.strip().startswith(
         "error: this workspace lacks the model files of its committed runs")
+    swept = other.run(sys.executable, "-m", "thesislab.sweep")
+    runs = sorted(s for s in yaml.safe_load(proj.read("dvc.lock"))["stages"] if s.startswith("train@"))
+    identical = re.findall(r"^(train@\S+): identical to the committed model, bit for bit", swept.stdout, re.M)
+    assert sorted(identical) == runs, swept.stdout
+    assert not [s for s in ran(swept) if s.startswith("train@")], swept.stdout  # rebuilt beside DVC's stages
+    assert other.git("status", "--porcelain").stdout == ""  # dvc.lock and the committed run folders stand

@@ -163,7 +163,7 @@ def sweep(opts):
     if experiment and plan.missing_cached_outputs():
         raise UserError("this workspace lacks the model files of its committed runs (a fresh clone: DVC's cache "
                         "is not in git), which an experiment must hold; `dvc pull` them, or run without -n/-S")
-    batch(engine, cfg, opts)
+    batch(engine, cfg, opts, rebuild=not experiment)
     while (record := next_look(cfg)) is not None:
         seeds = record["next_seeds"]
         if set(seeds) == set(cfg.seeds):  # the comparison of these seeds did not make its look: never loop on it
@@ -183,11 +183,20 @@ def sweep(opts):
     lock.close()
 
 
-def batch(engine, cfg, opts):
-    """Train the stale runs of params.yaml's seeds, then compare."""
+def batch(engine, cfg, opts, rebuild=False):
+    """Train the stale runs of params.yaml's seeds, then compare. rebuild: also train again the committed runs whose
+    model files are missing (a fresh clone), each checked against the model file dvc.lock records."""
     tasks = plan.stale_tasks(cfg.epochs)
-    if tasks:
-        train(engine, tasks, opts)
+    again = plan.rebuild_tasks(cfg.epochs) if rebuild else []
+    if again:
+        print(f"sweep: {len(again)} committed runs have no model file here: training them again, each to be checked "
+              "against the model dvc.lock records")
+    if tasks or again:
+        verdicts = train(engine, tasks + again, opts)
+        for v in verdicts:
+            print(f"{plan.TRAIN}@{v.name}: {v.text}" +
+                  ("" if v.identical else "; this machine's result is recorded in its place"))
+            shutil.rmtree(plan.REBUILD / v.name, ignore_errors=True)
     else:
         print("sweep: every train stage is up to date")
     # --allow-missing: a committed run whose model file is only absent (a fresh clone) is not trained again.
@@ -241,9 +250,26 @@ def train(engine, tasks, opts):
     outcome = result["outcome"]
     missing = [t for t in tasks if t.name not in recorder.recorded]
     if missing:
-        names = ", ".join(f"{t.stage} ({describe_exit(outcome.get(t.name))}; log {t.log})" for t in missing)
-        raise UserError(f"{len(missing)} of {len(tasks)} runs did not finish: {names}; the comparison was not "
+        names = ", ".join(f"{t.stage} ({describe_exit(outcome.get(t.name))}; {_log_of(t)})" for t in missing)
+        raise UserError(f"{_full_disk()}{len(missing)} of {len(tasks)} runs did not finish: {names}; the comparison was not "
                         "updated; run the sweep again (with the same -S and -n) to train only those")
+    return [recorder.verdicts[t.name] for t in tasks if t.name in recorder.verdicts]
+
+
+LOW_DISK = 64 * 2**20  # bytes free under .sweep/ below which a failed run is put down to the disk
+
+
+def _log_of(task) -> str:
+    return f"log {task.log}" if task.log.exists() else f"no log: {task.log} was never written"
+
+
+def _full_disk() -> str:
+    """Where runs failed for want of space, the one line says that first (their logs may not exist)."""
+    try:
+        free = shutil.disk_usage(plan.STATE).free
+    except OSError:
+        return ""
+    return f"no space left on the disk of {plan.STATE}/ ({free / 2**20:.0f} MiB free): " if free < LOW_DISK else ""
 
 
 class Recorder:
@@ -252,6 +278,7 @@ class Recorder:
 
     def __init__(self, tasks):
         self.tasks, self.recorded, self.changed = tasks, set(), []
+        self.verdicts = {}  # committed runs trained again: how each compared with its committed model
 
     def record_finished(self):
         done = [t for t in self.tasks if t.name not in self.recorded and t not in self.changed
@@ -259,6 +286,9 @@ class Recorder:
         if not done:
             return
         same, changed = plan.unchanged(done)
+        for task in same:
+            if task.committed:
+                self.verdicts[task.name] = plan.adopt(task)
         plan.record(same)
         self.recorded |= {t.name for t in same}
         self.changed += changed

@@ -40,7 +40,7 @@ class Board:
         elif state == "done":
             summary = _read_json(Path(task.out) / files.METRICS)
             acc = summary.get("test_acc")
-            text = f"done     test {acc}%" if acc is not None else "done"
+            text = f"done     test {acc:.2f}%" if isinstance(acc, (int, float)) else "done"
             text += f"  {status.get('seconds', 0):.0f}s"
         else:  # failed, or queued (with the engine's note, if any)
             text = f"failed   {describe_exit(status.get('rc'))} (log: {task.log})" if state == "failed" else "queued"

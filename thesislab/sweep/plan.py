@@ -18,6 +18,7 @@ from pathlib import Path
 
 from thesislab import config, io
 from thesislab.errors import UserError
+from thesislab.reproduce import Committed, Verdict, judge
 
 TRAIN = "train"  # the matrix stage in dvc.yaml: train@<schedule>-<seed>
 STATE = Path(".sweep")  # logs and status files of the sweep's runs (git- and DVC-ignored)
@@ -33,8 +34,10 @@ class Task:
     cmd: str  # the stage's command, exactly as dvc.yaml resolves it
     work: Path  # the run's working folder (--checkpoints): its checkpoint and live log
     out: Path  # the run's folder (--out)
+    model: Path  # the run's model file (--model)
     epochs: int
     key: str  # what the stage's outputs are made from (deps' hashes, params): checked again before recording
+    committed: Committed = None  # a committed run trained again, into scratch outputs, to be checked against it
 
     @property
     def status(self) -> Path:
@@ -51,7 +54,8 @@ def dvc(*args, capture=False):
     result = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
                             stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
     if result.returncode != 0:
-        tail = (result.stdout or "").strip().splitlines()[-1:] if capture else []
+        lines = (result.stdout or "").strip().splitlines() if capture else []
+        tail = [line for line in lines if line.startswith("ERROR")][-1:] or lines[-1:]  # DVC's reason, not a hint
         raise UserError(f"dvc {' '.join(args)} failed (exit {result.returncode}){': ' + tail[0] if tail else ''}")
     return result.stdout
 
@@ -68,7 +72,31 @@ def _apply(overrides, target):
             apply_overrides(str(target), values)
         except Exception as err:  # DVC's override errors carry Hydra's reason as their cause
             reason = str(err.__cause__ or err).splitlines()
+            _refuse_unknown_key(values, target, reason)
             raise UserError(f"-S {' '.join(values)}: {'; '.join(reason[:2])}") from None
+
+
+def _refuse_unknown_key(values, target, reason):
+    """Hydra answers a key params.yaml lacks with "To append to your config use +key=value", which the params
+    check then refuses: say instead that the key is unknown, and which keys there are (the check's own words)."""
+    if not any("To append to your config use +" in line for line in reason):
+        return
+    for value in values:
+        try:
+            _apply_plus(target, value)
+            config.load(target)
+        except UserError as err:
+            raise UserError(f"-S {value}: {str(err).removeprefix(f'{target}: ').removeprefix('params.yaml: ')}") \
+                from None
+        except Exception:  # noqa: BLE001 - not this value (a key params.yaml has): try the next
+            continue
+
+
+def _apply_plus(target, value):
+    """One override as Hydra's append (+key=value): what a key params.yaml lacks needs to be written at all."""
+    from dvc.utils.hydra import apply_overrides
+
+    apply_overrides(str(target), [value if value.startswith(("+", "~")) else "+" + value])
 
 
 def params_with(overrides):
@@ -160,19 +188,72 @@ def missing_cached_outputs() -> list:
 
 def stale_tasks(epochs) -> list:
     """A Task for every train stage that must train (see _stale)."""
-    from stages.train import parse_args
+    repo = _repo()
+    with _dvc_errors(), repo.lock:
+        return [_task(stage, epochs) for stage in _train_stages(repo) if _stale(stage)]
 
+
+def committed_runs() -> list:
+    """The runs dvc.lock records a train stage for, in its order."""
+    import yaml
+
+    try:
+        lock = yaml.safe_load(Path("dvc.lock").read_text()) or {}
+    except FileNotFoundError:
+        return []
+    return [name.split("@", 1)[1] for name in lock.get("stages", {}) if name.startswith(TRAIN + "@")]
+
+
+def changed_train_stages(names) -> list:
+    """Those of the named runs' train stages whose command, deps or params differ from dvc.lock."""
+    repo = _repo()
+    with _dvc_errors(), repo.lock:
+        return [s.addressing for s in _train_stages(repo) if s.addressing.split("@", 1)[1] in names
+                and (s.changed_stage() or s.changed_deps())]
+
+
+REBUILD = STATE / "rebuild"  # where committed runs are trained again: <run>/{model.pt,run,work,live}
+OUTPUT_FLAGS = {"--model": "model.pt", "--out": "run", "--checkpoints": "work", "--live": "live"}
+
+
+def rebuild_tasks(epochs, names=None) -> list:
+    """A Task that trains a committed run again into scratch outputs, to be checked against what dvc.lock records
+    before anything is put in place: for each up-to-date train stage whose model file is not here (a fresh
+    clone), or for the named runs whose command, deps and params are dvc.lock's (verify)."""
     repo = _repo()
     tasks = []
     with _dvc_errors(), repo.lock:
         for stage in _train_stages(repo):
-            if not _stale(stage):
-                continue
-            args = parse_args(shlex.split(stage.cmd)[3:])  # python -m stages.train <args>
             name = stage.addressing.split("@", 1)[1]
-            tasks.append(Task(name, stage.addressing, stage.cmd, Path(args.checkpoints), Path(args.out), epochs,
-                              _key(stage)))
+            wanted = (name in names and not (stage.changed_stage() or stage.changed_deps())) if names is not None \
+                else not _stale(stage) and _model_missing(stage)
+            if wanted:
+                tasks.append(_task(stage, epochs, scratch=REBUILD / name))
     return tasks
+
+
+def _model_missing(stage) -> bool:
+    return any(o.use_cache and o.status().get(str(o)) in ("deleted", "not in cache") for o in stage.outs)
+
+
+def _task(stage, epochs, scratch=None) -> Task:
+    """The engines' task for a train stage; with `scratch`, its outputs go there instead (its command rewritten)
+    and the task carries what the committed run's are."""
+    from stages.train import parse_args
+
+    tokens = shlex.split(stage.cmd)
+    args = parse_args(tokens[3:])  # python -m stages.train <args>
+    name = stage.addressing.split("@", 1)[1]
+    committed = None
+    if scratch is not None:
+        model_out = next(o for o in stage.outs if o.def_path == args.model)
+        committed = Committed(model_out.hash_info.value, Path(args.model), Path(args.out))
+        for flag, rel in OUTPUT_FLAGS.items():
+            tokens[tokens.index(flag) + 1] = str(Path(scratch) / rel)
+        args = parse_args(tokens[3:])
+    cmd = stage.cmd if scratch is None else shlex.join(tokens)
+    return Task(name, stage.addressing, cmd, Path(args.checkpoints), Path(args.out), Path(args.model), epochs,
+                _key(stage), committed)
 
 
 def unchanged(tasks) -> tuple:
@@ -184,10 +265,26 @@ def unchanged(tasks) -> tuple:
     return same, [t for t in tasks if t not in same]
 
 
+def adopt(task) -> "Verdict":
+    """A committed run trained again, put in place: when its model is the committed one to the bit, only the model
+    file (the committed run folder stays, the committer's timings with it, and dvc.lock reads as before); else its
+    model and folder both, as this machine's result."""
+    verdict = judge(task.name, task.model, task.out, task.committed)
+    with io.together():
+        if not verdict.identical:
+            with io.atomic_dir(task.committed.run) as tmp:
+                shutil.copytree(task.out, tmp, dirs_exist_ok=True)
+        with io.atomic_path(task.committed.model) as tmp:
+            shutil.copyfile(task.model, tmp)
+    return verdict
+
+
 def record(tasks):
     """dvc commit the finished runs' stages: dvc.lock gets the entries `dvc repro` would have written."""
     if tasks:
-        dvc("commit", "--force", "--quiet", *[t.stage for t in tasks])
+        # Captured, not --quiet: DVC's reason (its lock held by a `dvc repro` beside the sweep, a full disk) ends
+        # the one-line error instead of being swallowed.
+        dvc("commit", "--force", *[t.stage for t in tasks], capture=True)
 
 
 def git_outputs() -> list:
@@ -208,7 +305,8 @@ def git_outputs() -> list:
 
 def check_experiment_name(name):
     """Refuse, before any work, a name an experiment already has (as `dvc exp run -n` would, after training)."""
-    if name and name in dvc("exp", "list", "--name-only", capture=True).split():
+    # --all-commits: a name taken on another baseline makes `dvc metrics diff NAME` ambiguous later.
+    if name and name in dvc("exp", "list", "--all-commits", "--name-only", capture=True).split():
         raise UserError(f"-n {name}: an experiment of that name exists (dvc exp remove {name}, or another name)")
 
 
