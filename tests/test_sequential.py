@@ -3,6 +3,7 @@ naive repeated test's, which it guards against), and the record that keeps a des
 re-decided or re-planned."""
 
 import json
+import re
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from conftest import tiny_config
 from scipy import stats
 
+from thesislab import config
 from thesislab.comparison import looks
 from thesislab.comparison import sequential as sq
 from thesislab.errors import UserError
@@ -60,6 +62,22 @@ def test_a_first_look_too_early_for_the_simulation_takes_the_t_quantile():
     per_look = sq.alpha_per_look(looks_at, "obrien_fleming", 0.05)
     assert per_look[0] * sq.SIMULATED_PATHS < sq.MIN_CROSSINGS
     assert sq.t_boundaries(looks_at, per_look)[0] == pytest.approx(stats.t.isf(per_look[0] / 2, 4))
+
+
+def test_the_first_boundary_is_the_exact_t_quantile():
+    """No earlier look to condition on: the first look's c_1 is t's quantile at alpha_1, not a simulated one."""
+    looks_, per_look = (5, 10, 15, 20, 25), sq.alpha_per_look((5, 10, 15, 20, 25), "pocock", 0.05)
+    bounds = sq.t_boundaries(looks_, per_look, paths=20_000)
+    assert bounds[0] == stats.t.isf(per_look[0] / 2, 4)
+
+
+def test_a_look_that_spends_less_than_a_double_holds_still_has_a_finite_boundary():
+    """alpha 0.001, first look at 5 of 1000 seeds (O'Brien-Fleming): about 1e-530 spent, 0 as a double. The
+    design is made (its first look can never decide), and the total spent is still alpha."""
+    design, numbers = sq.make_design(5, 53, 1000, 0.001, "obrien_fleming", 0.5, False)
+    assert all(math.isfinite(c) for c in design.boundaries) and all(math.isfinite(z) for z in numbers["z_boundaries"])
+    assert design.boundaries[0] > 1e6 and numbers["alpha_spent"][-1] == pytest.approx(0.001)
+    assert sq.decide(3.0, 1.0, 5, design.boundaries[0], 0.5) == sq.CONTINUE
 
 
 def test_look_sizes():
@@ -214,8 +232,9 @@ def test_the_second_look_is_decided_and_the_first_kept_as_recorded():
     assert later["looks"][0] == record["looks"][0]
     assert later["look"] == 2 and later["status"] == "finished"
     assert later["decisions"]["dynamic"]["decision"] == "inconclusive"  # the budget is spent
-    # A second call on the same seeds (the stage rerun, or data that changed meanwhile) never re-decides.
-    again, _ = looks.advance({"sequential": later}, cfg2, fake_runs(), differences([5.0] * 10))
+    # A second call on the same seeds (the stage rerun) never re-decides: the look stands as recorded. (The same
+    # runs giving other numbers is a record that disagrees with its runs: refused, see below.)
+    again, _ = looks.advance({"sequential": later}, cfg2, fake_runs(), differences(NOISE))
     assert again == later
 
 
@@ -246,8 +265,36 @@ def test_a_design_cannot_be_restarted_on_seen_seeds_by_way_of_fresh_ones():
     cfg, a = first_look()
     b, _ = looks.advance({"sequential": a}, seq_config(range(50, 55), alpha=0.1), fake_runs(),
                          {"dynamic": dict(zip(range(50, 55), NOISE))})
-    with pytest.raises(UserError, match=r"on seeds an earlier one has looked at \(0\.\.4\)"):
+    with pytest.raises(UserError, match=r"include seeds an earlier one has looked at \(0\.\.4\)"):
         looks.check(seq_config(range(5)), {"sequential": b})  # design A's seeds, through B's record
+
+
+def test_a_new_design_whose_later_looks_would_reuse_seen_seeds_is_refused():
+    """Every seed a new design will use is checked, not only its first look's: design A looked at 10..19; a
+    design B starting at 5..9 with 15 seeds would take 10..14 at its second look."""
+    cfg = seq_config(range(10, 15))
+    a, _ = looks.advance({}, cfg, fake_runs(), {"dynamic": dict(zip(range(10, 20), NOISE))})
+    a, _ = looks.advance({"sequential": a}, seq_config(range(10, 20)), fake_runs(),
+                         {"dynamic": dict(zip(range(10, 20), NOISE))})
+    assert a["status"] == "finished"
+    late = seq_config(range(5, 10), alpha=0.04, max_seeds=15)
+    with pytest.raises(UserError) as err:
+        looks.check(late, {"sequential": a})
+    text = str(err.value)
+    assert "its seeds (5..19) include seeds an earlier one has looked at (10..19)" in text
+    assert "-S 'seeds=[20, 21, 22, 23, 24]'" in text and "\n" not in text
+    assert looks.check(seq_config(range(20, 25), alpha=0.04, max_seeds=15), {"sequential": a}) is None
+
+
+def test_a_finished_design_runs_again_on_fresh_seeds_and_says_how():
+    cfg, finished = first_look(CLEAR)
+    with pytest.raises(UserError, match=r"it finished at look 1 .*; seeds has 5: to run it again on fresh seeds: "
+                                        r"-S 'seeds=\[5, 6, 7, 8, 9\]'"):
+        looks.check(seq_config(range(3, 8)), {"sequential": finished})
+    assert looks.check(seq_config(range(5, 10)), {"sequential": finished}) is None  # a replication: a new design
+    again, note = looks.advance({"sequential": finished}, seq_config(range(5, 10)), fake_runs(),
+                                {"dynamic": dict(zip(range(5, 10), CLEAR))})
+    assert again["design"]["seeds"] == list(range(5, 15)) and again["seen_before"] == [0, 1, 2, 3, 4]
 
 
 def test_advance_leaves_the_previous_record_as_it_was():
@@ -393,3 +440,119 @@ def test_the_recorded_looks_decide_as_the_simulated_design_does(design):
         assert (decided["n"], looks.CODES[decided["decision"]]) == (n, expected)
         outcomes.add(decided["decision"])
     assert outcomes == {"better", "equivalent", "inconclusive"}  # each path exercised
+
+
+def test_a_design_near_the_top_of_the_seed_range_is_judged_by_its_last_seed_at_every_look():
+    """Accepted at its first look means accepted at every later one: the bound is the design's last seed."""
+    top = config.SEED_MAX
+    first = range(top - 9, top - 4)  # 5 seeds; the design's 10th and last seed is SEED_MAX itself
+    assert seq_config(first).seeds[-1] == top - 5
+    assert seq_config(range(top - 9, top + 1)).seeds[-1] == top  # the second look: still accepted
+    with pytest.raises(UserError, match=rf"its last would be {top + 1}, over {top}: start it at {top - 9} or below"):
+        seq_config(range(top - 8, top - 3))
+
+
+# --- a record checked against itself and its runs (audit.py) ------------------------------------------------------
+
+
+def _leaves(value, path=()):
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            yield from _leaves(v, path + (i,))
+    else:
+        yield path, value
+
+
+def _perturbed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1 if isinstance(value, int) else value * 1.01 + 0.01
+    if isinstance(value, str):
+        return value + "x"
+    return [1] if isinstance(value, list) else None if isinstance(value, dict) else 0
+
+
+def _set(record, path, value):
+    holder = record
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
+
+
+def two_records():
+    """A design still looking (two looks of three, nothing decided) and one decided at its first look."""
+    cfg = seq_config(max_seeds=15)
+    going, _ = looks.advance({}, cfg, fake_runs(), differences(NOISE + NOISE[:5]))
+    going, _ = looks.advance({"sequential": going}, seq_config(range(10), max_seeds=15), fake_runs(),
+                             differences(NOISE + NOISE[:5]))
+    assert going["status"] == "continue" and going["look"] == 2
+    return [(going, seq_config(range(15), max_seeds=15), differences(NOISE + NOISE[:5])),
+            (first_look(CLEAR)[1], seq_config(range(5)), differences(CLEAR))]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_every_field_of_a_record_edited_by_hand_is_refused_in_one_line(which):
+    """Each leaf of the record changed in turn (a number nudged, a word altered, a flag flipped, a list or
+    object emptied or nulled): the comparison refuses it in one line, whatever the field, never a traceback
+    and never a verdict built on it."""
+    record, cfg, diffs = two_records()[which]
+    looks.advance({"sequential": record}, cfg, fake_runs(), diffs)  # as recorded: accepted
+    fields = list(_leaves(record))
+    assert len(fields) > 60
+    for path, value in fields:
+        damaged = json.loads(json.dumps(record))
+        _set(damaged, path, _perturbed(value))
+        with pytest.raises(UserError) as err:
+            looks.advance({"sequential": damaged}, cfg, fake_runs(), diffs)
+        assert "\n" not in str(err.value), path
+
+
+def test_the_red_teams_edits_are_refused_naming_the_field():
+    record, cfg, diffs = two_records()[0]
+    for path, value, named in [(("design", "seeds"), None, "design.seeds is None, not list"),
+                               (("design", "boundaries", 0), 1.0, "design.boundaries is [1.0"),
+                               (("looks", 1, "challengers", "dynamic", "decision"), "better",
+                                "looks[1].challengers.dynamic.decision is 'better', and its interval decides "
+                                "'continue'")]:
+        damaged = json.loads(json.dumps(record))
+        _set(damaged, path, value)
+        with pytest.raises(UserError, match=r"^metrics/comparison.json: the sequential design record disagrees with "
+                                            r"itself: " + re.escape(named)):
+            looks.check(cfg, {"sequential": damaged})
+
+
+def test_a_record_whose_looks_are_not_what_its_runs_give_is_refused():
+    record, cfg, diffs = two_records()[0]
+    other = {"dynamic": {s: d + 0.5 for s, d in diffs["dynamic"].items()}}
+    with pytest.raises(UserError, match=r"disagrees with its runs: looks\[0\]\.challengers\.dynamic: its mean \+0\.1800 "
+                                        r"and std 1\.0\d+ are not what its 5 runs give \(\+0\.6800"):
+        looks.advance({"sequential": record}, cfg, fake_runs(), other)
+
+
+def test_a_bound_off_by_its_rounding_is_accepted_and_one_off_by_a_shown_digit_is_not():
+    """Seen on a GPU machine's numpy: a recorded bound 2.4e-6 from the one recomputed from the rounded mean, std and
+    boundary (each rounded to 6 decimals, the std's error times c/sqrt(n)) was refused as an edit."""
+    record, cfg, diffs = two_records()[0]
+    entry = record["looks"][0]["challengers"]["dynamic"]
+    for off, refused in ((8e-6, False), (-8e-6, False), (1e-4, True)):  # |low| 6.14: rel_tol alone allows 6e-6
+        damaged = json.loads(json.dumps(record))
+        damaged["looks"][0]["challengers"]["dynamic"]["low"] = round(entry["low"] + off, 6)
+        if refused:
+            with pytest.raises(UserError, match=r"looks\[0\]\.challengers\.dynamic\.low is "):
+                looks.check(cfg, {"sequential": damaged})
+        else:
+            looks.check(cfg, {"sequential": damaged})
+
+
+def test_an_edited_budget_is_refused_before_it_sizes_any_work():
+    """A budget of ten million seeds would make the design's recomputation run for hours: refused from the record's
+    own seed list first."""
+    record, cfg, diffs = two_records()[0]
+    damaged = json.loads(json.dumps(record))
+    damaged["design"]["params"]["max_seeds"] = 10**7
+    with pytest.raises(UserError, match=r"design\.params\.max_seeds is not the 15 seeds it plans"):
+        looks.check(cfg, {"sequential": damaged})

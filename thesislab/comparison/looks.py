@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from thesislab.comparison import audit
 from thesislab.comparison import sequential as sq
 from thesislab.errors import UserError
 
@@ -75,15 +76,26 @@ def runs_key(runs) -> str:
 RECORD_KEYS = ("status", "verdict", "look", "of", "n", "next_seeds", "params", "runs", "design", "decisions", "looks")
 
 
+RESTORE = ("restore it (git checkout metrics/comparison.json), or delete its \"sequential\" key to forget that "
+           "design")
+
+
 def _record_of(previous):
-    """comparison.json's design record, checked to be one this version reads (None: there is none)."""
+    """comparison.json's design record, checked to be one this version reads and to agree with itself: its
+    design recomputed from its params, its looks from their numbers (audit.py). None: there is none."""
     record = previous.get("sequential")
     if record is None:
         return None
     if not (isinstance(record, dict) and all(k in record for k in RECORD_KEYS) and isinstance(record["params"], dict)
             and record["looks"]):
-        raise UserError("metrics/comparison.json: its sequential design record is damaged or of an older format; "
-                        "restore it (git checkout), or delete its \"sequential\" key to forget that design")
+        raise UserError(f"metrics/comparison.json: its sequential design record is damaged or of an older format; "
+                        f"{RESTORE}")
+    wrong = audit.problem(record, DECISIONS)
+    if wrong is None and record["verdict"] != verdict(record):
+        wrong = "verdict is not what its looks say"
+    if wrong:
+        raise UserError(f"metrics/comparison.json: the sequential design record disagrees with itself: {wrong}; "
+                        f"{RESTORE}")
     return record
 
 
@@ -153,23 +165,38 @@ def check(cfg, previous):
                                  f"({'; '.join(changes)})")
         return None
     allowed = _allowed(record)
-    if set(cfg.seeds) not in [set(a) for a in allowed]:
-        state = (f"its next look is at {len(allowed[-1])} seeds ({_span(allowed[-1])})" if record["status"] ==
-                 "continue" else f"it finished at look {len(record['looks'])} ({record['verdict']})")
-        raise UserError(f"params.yaml: seeds: the sequential design looks at {', '.join(map(str, record['design']['looks']))} "
-                        f"seeds and {state}; seeds has {len(cfg.seeds)}: python -m thesislab.sweep runs the looks")
-    return record
+    if set(cfg.seeds) in [set(a) for a in allowed]:
+        return record
+    if record["status"] != "continue" and not ever_seen(record) & set(planned_seeds(cfg)):
+        return None  # the same design again, on seeds no design has seen: a replication, a design of its own
+    fresh = max(ever_seen(record)) + 1
+    first = len(record["design"]["seeds"][:record["design"]["looks"][0]])
+    state, then = ((f"its next look is at {len(allowed[-1])} seeds ({_span(allowed[-1])})",
+                    "python -m thesislab.sweep runs the looks") if record["status"] == "continue" else
+                   (f"it finished at look {len(record['looks'])} ({record['verdict']})",
+                    f"to run it again on fresh seeds: -S 'seeds={list(range(fresh, fresh + first))}'"))
+    raise UserError(f"params.yaml: seeds: the sequential design looks at {', '.join(map(str, record['design']['looks']))} "
+                    f"seeds and {state}; seeds has {len(cfg.seeds)}: {then}")
+
+
+def planned_seeds(cfg) -> list:
+    """Every seed a design starting at `seeds` would use, look by look: seeds, then the next integers after
+    max(seeds) up to max_seeds in all."""
+    first, budget = list(cfg.seeds), cfg.compare.sequential.max_seeds
+    return first + list(range(max(first) + 1, max(first) + 1 + budget - len(first)))
 
 
 def refuse_seen(record, cfg, why):
-    """A new design may start only on seeds no design in this file has looked at: otherwise the plan would be
-    made after seeing those seeds' results, which is what the error rate cannot survive."""
+    """A new design may start only on seeds no design in this file has looked at, at any of its looks: otherwise
+    the plan would be made after seeing those seeds' results, which is what the error rate cannot survive."""
     seen = ever_seen(record)
-    overlap = sorted(seen & set(cfg.seeds))
+    overlap = sorted(seen & set(planned_seeds(cfg)))
     if overlap:
-        raise UserError(f"params.yaml: compare.sequential: {why}, so a new design would start, but on seeds an "
-                        f"earlier one has looked at ({_span(overlap)}): its error rate holds only for the plan fixed in "
-                        f"advance: restore that, start the new design on seeds from {max(seen) + 1}, or delete "
+        fresh = max(seen) + 1
+        raise UserError(f"params.yaml: compare.sequential: {why}, so a new design would start, but its seeds "
+                        f"({_span(planned_seeds(cfg))}) include seeds an earlier one has looked at ({_span(overlap)}): "
+                        f"its error rate holds only for the plan fixed in advance: restore that, start the new design "
+                        f"on seeds from {fresh} (-S 'seeds={list(range(fresh, fresh + len(cfg.seeds)))}'), or delete "
                         f"metrics/comparison.json to forget the earlier design")
 
 
@@ -184,8 +211,7 @@ def new_record(cfg, runs, seen_before=()) -> dict:
     per_comparison = s.alpha / challengers  # Bonferroni: every challenger's intervals hold together with 1 - alpha
     design, numbers = sq.make_design(len(cfg.seeds), s.every, s.max_seeds, per_comparison, s.spending,
                                      cfg.compare.min_effect, s.futility)
-    first = list(cfg.seeds)
-    seeds = first + list(range(max(first) + 1, max(first) + 1 + s.max_seeds - len(first)))
+    first, seeds = list(cfg.seeds), planned_seeds(cfg)
     return {"status": "continue", "verdict": None, "look": 0, "of": len(design.looks), "n": 0, "next_seeds": first,
             "params": run_params(cfg), "runs": runs_key(runs),
             "design": {"params": design_params(cfg), "alpha_per_comparison": per_comparison, "seeds": seeds,
@@ -219,6 +245,10 @@ def advance(previous, cfg, runs, differences, compared=()) -> tuple:
             note = (f"the design's first look includes seeds compared before with a fixed n ({_span(peeked)}): "
                     "its plan was made after seeing them; a design on fresh seeds is cleaner")
     else:
+        wrong = audit.runs_disagree(record, differences)
+        if wrong:
+            raise UserError(f"metrics/comparison.json: the sequential design record disagrees with its runs: {wrong}; "
+                            f"{RESTORE}")
         record = copy.deepcopy(record)  # the previous comparison's content stays as it was read
     if record["status"] != "continue" or set(cfg.seeds) != set(record["next_seeds"]):
         return record, note  # a look already made: shown as recorded

@@ -10,9 +10,9 @@ confidence interval (RCI) is mean(d) +- c_k s / sqrt(n_k), where c_k is the t-sc
 (normal differences), every look's interval covers delta simultaneously with probability 1 - alpha: a
 decision read off any look, at any stopping time, is wrong at most alpha of the time.
 
-The c_k are calibrated once per design by simulating that path (exact up to Monte-Carlo error; a fixed RNG
-seed makes them reproducible); where too few simulated paths cross for a quantile, c_k is the t quantile at
-alpha_k (conservative). The known-variance z boundaries (recursive numerical integration) are the large-sample
+The first look's c_1 is the exact t quantile at alpha_1; the later c_k are calibrated once per design by
+simulating that path (exact up to Monte-Carlo error; a fixed RNG seed makes them reproducible); where too few
+simulated paths cross for a quantile, c_k is the t quantile at alpha_k (conservative). The known-variance z boundaries (recursive numerical integration) are the large-sample
 limit and the published reference: tests reproduce Jennison & Turnbull's tables with them.
 """
 
@@ -50,9 +50,15 @@ def look_sizes(first, every, max_seeds) -> tuple:
     return tuple(sorted(set(sizes)))
 
 
+# The least alpha a look spends. An O'Brien-Fleming first look at a small fraction of a large budget spends less
+# than a double can hold (alpha 0.001, 5 of 1000 seeds: about 1e-530): as 0 its boundary would be infinite. At
+# this floor the boundary is finite (z about 37) and the look still can never decide; the total is unchanged.
+MIN_ALPHA_PER_LOOK = 1e-300
+
+
 def alpha_per_look(looks, spending, alpha) -> np.ndarray:
     cumulative = spent(spending, alpha, np.asarray(looks, dtype=float) / looks[-1])
-    return np.diff(cumulative, prepend=0.0)
+    return np.maximum(np.diff(cumulative, prepend=0.0), MIN_ALPHA_PER_LOOK)
 
 
 def z_boundaries(fractions, spending, alpha) -> list:
@@ -60,7 +66,7 @@ def z_boundaries(fractions, spending, alpha) -> list:
     density of S_k = Z_k sqrt(tau_k) (a Brownian motion at time tau_k) over the region no earlier look
     crossed (Armitage, McPherson & Rowe 1969; Jennison & Turnbull 2000, ch. 19)."""
     tau = np.asarray(fractions, dtype=float)
-    per_look = np.diff(spent(spending, alpha, tau), prepend=0.0)
+    per_look = np.maximum(np.diff(spent(spending, alpha, tau), prepend=0.0), MIN_ALPHA_PER_LOOK)
     bounds, grid, density = [], None, None
     for k, (t, a) in enumerate(zip(tau, per_look)):
         if k == 0:
@@ -108,7 +114,9 @@ def t_boundaries(looks, per_look, known_sigma=False, paths=SIMULATED_PATHS, seed
         scale = 1.0 if known_sigma else np.sqrt(np.maximum(squares - n * mean**2, 0.0) / (n - 1))
         statistic = np.abs(mean) / (scale / math.sqrt(n))
         crossings = a * paths
-        if crossings < MIN_CROSSINGS:
+        if not bounds:  # the first look: no earlier look to condition on, so the exact quantile
+            c = float(stats.norm.isf(a / 2) if known_sigma else stats.t.isf(a / 2, n - 1))
+        elif crossings < MIN_CROSSINGS:
             c = float(stats.norm.isf(a / 2) if known_sigma else stats.t.isf(a / 2, n - 1))
         else:
             survivors = np.sort(statistic[alive])
