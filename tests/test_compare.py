@@ -415,3 +415,16 @@ def test_a_run_that_reaches_the_target_at_the_last_epoch_counts_and_one_just_und
     s = cmp.Settings("static", 0.5, 90, "val", 3)
     assert cmp.epochs_to_target(rows([50, 80, 90.0]), s) == 3  # exactly the target, at the last epoch
     assert cmp.epochs_to_target(rows([50, 80, 89.9999]), s) == 4  # never: max_epochs + 1
+
+
+def test_a_decision_on_far_from_normal_differences_says_so():
+    """One seed far out (+4 points where the others gain about 1): "beats" by the t test, with the caution,
+    naming the seed; normal-looking differences carry none."""
+    base = [95.0, 95.2, 94.8, 95.1, 94.9, 95.0, 95.3, 94.7, 95.1, 94.9, 95.0, 95.2]
+    gains = [1.0, 1.2, 0.9, 1.1, 0.8, 1.0, 1.1, 1.05, 0.95, 1.15, 0.85, 4.0]
+    code, text, result = verdict_of(base, [b + g for b, g in zip(base, gains)])
+    assert code == cmp.BETTER
+    assert text.startswith("dynamic beats static") and "(caution: the seeds' differences look far from normal (" in text
+    assert "seed 11 an outlier" in text and result["paired"]["dynamic"]["test_acc"]["outlier_seed"] == 11
+    code, text, _ = verdict_of([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8])
+    assert code == cmp.BETTER and "caution" not in text

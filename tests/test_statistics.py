@@ -215,3 +215,29 @@ def test_a_tiny_p_is_printed_as_below_the_floor_never_as_zero():
 
     assert p_text(3e-9) == "< 1e-06" and p_text(3e-9, "= ") == "< 1e-06"
     assert p_text(1e-6, "= ") == "= 1e-06" and p_text(0.0123, "= ") == "= 0.0123"
+
+
+# Shapiro and Wilk's own example (Biometrika 1965, section 4): eleven men's weights, W = 0.79, "significant at
+# the 1% level"; 236 is the outlier by hand: median 162, MAD 8, robust z 0.6745 * 74 / 8 = 6.2 > 3.5.
+WEIGHTS = [148, 154, 158, 160, 161, 162, 166, 170, 182, 195, 236]
+
+
+def test_far_from_normal_differences_are_flagged_with_their_outlier_seed():
+    seeds = list(range(100, 111))
+    p = statistics.paired(dict.fromkeys(seeds, 0.0), dict(zip(seeds, map(float, WEIGHTS))))
+    assert p["shapiro_p"] < 0.01 and p["far_from_normal"] is True
+    assert p["outlier_seed"] == 110
+    x = np.array(WEIGHTS, dtype=float)
+    n, m2, m3 = len(x), ((x - x.mean()) ** 2).mean(), ((x - x.mean()) ** 3).mean()
+    assert p["skew"] == pytest.approx(math.sqrt(n * (n - 1)) / (n - 2) * m3 / m2 ** 1.5, abs=1e-5)  # G1, by hand
+    assert "seed 110 an outlier" in statistics.normality_text(p)
+
+
+def test_normal_looking_differences_and_too_few_are_not_flagged():
+    rng = np.random.default_rng(3)
+    d = rng.normal(1.0, 0.5, 12)
+    p = statistics.paired(dict.fromkeys(range(12), 90.0), {s: 90.0 + v for s, v in enumerate(d)})
+    assert p["shapiro_p"] > 0.05 and p["outlier_seed"] is None and p["far_from_normal"] is False
+    assert statistics.normality_text(p) == ""
+    four = statistics.paired({s: BASE[s] for s in range(4)}, {s: CHALLENGER[s] for s in range(4)})
+    assert four["far_from_normal"] is None and four["shapiro_p"] is None  # under NORMALITY_FROM: not judged

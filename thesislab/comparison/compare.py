@@ -81,7 +81,7 @@ def compare(arms: dict, settings: Settings) -> dict:
         pairs[c]["verdict_code"], pairs[c]["verdict"] = verdict(c, settings.baseline, pairs[c], arms, settings,
                                                                 holm=len(challengers) > 1)
     seeds = sorted({s for arm in arms.values() for s in arm})
-    text = "; ".join(pairs[c]["verdict"] for c in challengers) or (
+    text = "; ".join(_cautioned(pairs[c]) for c in challengers) or (
         f"one schedule ({settings.baseline}): nothing to compare it with; add another to schedules")
     diverged = {a: sum(_values(arms[a], "diverged")) for a in arms}
     return {
@@ -104,6 +104,9 @@ def with_design(result, record, arms) -> dict:
     the design's verdict and codes; the plain p-values of its seeds are kept, as descriptive numbers."""
     fixed_n = {c: (pair["verdict_code"], pair["verdict"]) for c, pair in result["paired"].items()}
     text = looks.verdict(record, fixed_n)
+    cautions = [f"{c}: {t}" for c, pair in result["paired"].items() if (t := statistics.normality_text(pair["test_acc"]))]
+    if cautions:
+        text += "; " + "; ".join(cautions)
     runs = {a: len(arms[a]) for a in arms}
     for c in result["difference"]:
         result["difference"][c]["verdict_code"] = looks.code(record, c)
@@ -146,6 +149,14 @@ def trained_alike(base, challenger) -> bool:
         len(base[s]["lrs"]) == len(challenger[s]["lrs"])
         and all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(base[s]["lrs"], challenger[s]["lrs"]))
         for s in seeds)
+
+
+def _cautioned(pair) -> str:
+    """A decision (beats, trails, equivalent) on differences far from normal says so: the error rate it states
+    assumes normal differences."""
+    caution = statistics.normality_text(pair["test_acc"])
+    decided = pair["verdict_code"] in (BETTER, WORSE, EQUIVALENT)
+    return f"{pair['verdict']} ({caution})" if caution and decided else pair["verdict"]
 
 
 def _values(arm, key):

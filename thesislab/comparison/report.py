@@ -31,6 +31,10 @@ def markdown(comparison, title, dataset=None) -> str:
         lines.append(f"| {name} | {_num(d['mean'], 2, sign=True)} | {_ci(d)} | {_p(d['p_holm'])} | "
                      f"{_p(d['p_wilcoxon'])} | {d['wins']}/{d['losses']}/{d['ties']} | {_num(d['cohens_dz'])} | "
                      f"{_num(d['mde'])} | {d['seeds_needed'] or '-'} | {_num(e['mean'], 1, sign=True)} ({_ci(e, 1)}) |")
+    for name, pair in comparison["paired"].items():
+        caution = statistics.normality_text(pair["test_acc"])
+        if caution:
+            lines += ["", f"{name}: {caution[0].upper()}{caution[1:]}."]
     if comparison.get("fixed_n", {}).get("descriptive"):
         lines += ["", f"The p-values above are descriptive: {comparison['fixed_n']['why']}."]
     if comparison.get("method") == "sequential":

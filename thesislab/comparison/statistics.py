@@ -17,6 +17,13 @@ EXACT_WILCOXON_UP_TO = 25  # nonzero differences; above this the normal approxim
 # With tied magnitudes scipy's "exact" table is not exact (it assumes distinct ranks); the exact test is then the
 # enumeration of every sign assignment (2**n of them: 0.3 s at 12 on this project's CPU).
 EXACT_WILCOXON_TIED_UP_TO = 12
+# The t test (and the sequential design's t intervals) assume roughly normal paired differences. Checked from this
+# many differences on: Shapiro-Wilk below NORMALITY_ALPHA is said beside the verdict (normal differences are
+# flagged 5% of the time), naming the seed that stands out, if one does (a robust z over OUTLIER_Z from the median
+# and MAD: Iglewicz and Hoaglin's rule; alone, that rule flags a fifth of normal samples of 5).
+NORMALITY_FROM = 5
+NORMALITY_ALPHA = 0.05
+OUTLIER_Z = 3.5
 
 
 def describe(values) -> dict:
@@ -56,10 +63,41 @@ def paired(baseline: dict, challenger: dict, min_effect=None) -> dict:
         out["p_value"] = stats.ttest_1samp(d, 0.0).pvalue
         out["cohens_dz"] = d.mean() / out["std"]
     out["p_wilcoxon"] = wilcoxon_p(d)
+    out.update(normality(d, seeds))
     if min_effect is not None:
         out.update(power_analysis(d, min_effect))
         out["p_equivalence"] = tost(d, min_effect)
     return _rounded(out)
+
+
+def normality(d, seeds) -> dict:
+    """Whether the differences look far from normal (Shapiro-Wilk's p under NORMALITY_ALPHA), the p, the sample
+    skewness, and in a sample so flagged the seed that stands out (the farthest from the median, if its robust z
+    exceeds OUTLIER_Z). None under NORMALITY_FROM differences or with no spread."""
+    d = np.asarray(d, dtype=float)
+    out = {"shapiro_p": None, "skew": None, "outlier_seed": None, "far_from_normal": None}
+    if len(d) < NORMALITY_FROM or np.ptp(d) == 0:
+        return out
+    out["shapiro_p"] = float(stats.shapiro(d).pvalue)
+    out["skew"] = float(stats.skew(d, bias=False))
+    out["far_from_normal"] = out["shapiro_p"] < NORMALITY_ALPHA
+    mad = np.median(np.abs(d - np.median(d)))
+    if out["far_from_normal"] and mad > 0:
+        z = 0.6745 * np.abs(d - np.median(d)) / mad
+        if z.max() > OUTLIER_Z:
+            out["outlier_seed"] = seeds[int(z.argmax())]
+    return out
+
+
+def normality_text(pair) -> str:
+    """The caution a verdict carries when its differences look far from normal, else ""."""
+    if not pair.get("far_from_normal"):
+        return ""
+    why = [f"Shapiro-Wilk p {p_text(pair['shapiro_p'], '= ')}", f"skew {pair['skew']:+.1f}"]
+    if pair["outlier_seed"] is not None:
+        why.append(f"seed {pair['outlier_seed']} an outlier")
+    return (f"caution: the seeds' differences look far from normal ({', '.join(why)}), so the t-based p-value and "
+            "interval may be off; docs/statistics.md")
 
 
 def wilcoxon_p(d):
