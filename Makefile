@@ -22,13 +22,16 @@ run: setup
 test: setup
 	$(PY) -m pytest -q
 
-# The sweep on real engines (a one-node SLURM cluster, a two-node Ray cluster), under faults, and the longest
-# end-to-end runs; CI runs it after `make test`. Starting SLURM needs root (apt installs it when missing);
-# without it those tests say why they skip.
+# The sweep on real engines (a one-node SLURM cluster, a two-node Ray cluster), under faults, the committed tiny
+# run on emulated CPUs (qemu-user), and the longest end-to-end runs; CI runs it after `make test`. Starting SLURM
+# and installing qemu-user need root (apt installs them when missing); without them those tests say why they skip.
 test-slow: setup
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,ray]'
 	bash .ci/slurm.sh start || echo "SLURM could not start here: its tests will be skipped, saying why"
-	$(PY) -m pytest -q -n 2 -m "slow or engines"; status=$$?; bash .ci/slurm.sh stop; exit $$status
+	command -v qemu-x86_64 >/dev/null || (apt-get install -y -qq qemu-user || (apt-get update -qq && \
+		apt-get install -y -qq qemu-user)) >/dev/null 2>&1 || echo "qemu-user could not be installed here: the \
+		emulated-CPU tests will be skipped, saying why"
+	$(PY) -m pytest -q -n 2 -m "slow or engines" $(PYTEST_ARGS); status=$$?; bash .ci/slurm.sh stop; exit $$status
 
 clean:
 	rm -rf data/cache dvc_plots

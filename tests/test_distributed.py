@@ -23,7 +23,8 @@ from thesislab.data import layout
 from thesislab.data.stats import channel_stats
 from thesislab.train import checkpoint
 
-pytestmark = pytest.mark.e2e
+# Slow as a whole (its tests share one project, each step a DVC run): make test-slow and CI run it after make test.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def colour_classes(root, per_split=(32, 8), size=16):

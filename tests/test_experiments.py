@@ -9,7 +9,8 @@ import sys
 import pytest
 from conftest import make_project, ran
 
-pytestmark = pytest.mark.e2e
+# Slow as a whole (its tests share one project, each step a DVC run): make test-slow and CI run it after make test.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def leaf_keys(d, prefix=""):

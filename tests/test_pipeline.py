@@ -18,7 +18,8 @@ from conftest import make_project, ran
 
 from thesislab import files
 
-pytestmark = pytest.mark.e2e
+# Slow as a whole (its tests share one project, each step a DVC run): make test-slow and CI run it after make test.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DATA_STAGES = ["download", "pathlist", "stats"]
 BASELINE = {}  # the first run's outputs, for the from-clean comparison at the end

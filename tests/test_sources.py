@@ -6,7 +6,8 @@ import shutil
 import pytest
 from conftest import make_image_folder, make_project, ran
 
-pytestmark = pytest.mark.e2e
+# Slow as a whole (its tests share one project, each step a DVC run): make test-slow and CI run it after make test.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,7 @@ def serial(tmp_path_factory):
     return project
 
 
+@pytest.mark.slow  # CI runs it after make test (make test-slow)
 def test_local_sweep_lands_as_a_serial_repro(serial, tmp_path):
     swept = make_project(tmp_path / "proj")
     out = sweep(swept, "--jobs", "2").stdout
@@ -104,6 +105,10 @@ def test_a_named_sweep_is_an_experiment_like_exp_run(tmp_path):
         "error: -n wide-margin: an experiment of that name exists (dvc exp remove wide-margin, or another name)")
     diff = json.loads(swept.dvc("params", "diff", "HEAD", ref, "--json").stdout)
     assert (diff["params.yaml"]["compare.min_effect"]["old"], diff["params.yaml"]["compare.min_effect"]["new"]) == (0.5, 1)
+    # On another baseline the name is still taken: `dvc metrics diff wide-margin` would be ambiguous.
+    swept.git("commit", "-q", "--allow-empty", "-m", "another baseline")
+    elsewhere = sweep(swept, "-n", "wide-margin", check=False)
+    assert elsewhere.returncode == 2 and "an experiment of that name exists" in elsewhere.stderr
 
 
 def test_bad_options_are_one_line_before_any_work(tmp_path):
@@ -113,7 +118,8 @@ def test_bad_options_are_one_line_before_any_work(tmp_path):
         (["--jobs", "0"], "--jobs"),
         (["--gpus-per-run", "2"], "--gpus-per-run"),
         (["-S", "lr=-1"], "params.yaml: lr"),
-        (["-S", "nosuchkey=1"], "Could not override 'nosuchkey'"),  # as dvc exp run -S refuses it
+        # Not Hydra's "use +nosuchkey=1", which the params check would then refuse: the key is unknown.
+        (["-S", "nosuchkey=1"], "-S nosuchkey=1: unknown key 'nosuchkey' (known keys here: augment, "),
         (["-S", "+nosuchkey=1"], "params.yaml: unknown key 'nosuchkey'"),
     ]
     for args, says in cases:

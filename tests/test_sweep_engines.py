@@ -9,13 +9,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import make_project
 from test_sweep import assert_lands_as, lock, run_files, sweep, without_run_folder_hashes
 from conftest import SLOW
-from test_sweep_faults import kill_run, start_sweep, train_processes
+from test_sweep_faults import HANG, kill_run, start_sweep, train_processes, wait_for
 
 pytestmark = pytest.mark.engines
 
@@ -41,8 +40,8 @@ def our_jobs():
 def test_slurm_array_lands_as_a_serial_repro_and_a_lost_task_is_submitted_again(slow_serial, tmp_path):
     project = make_project(tmp_path / "proj", **SLOW)
     child = start_sweep(project, "--engine", "slurm", "--time", "10:00")
-    kill_run(project, "static")  # its node "lost" it: the task leaves the queue without a status
-    out, err = child.communicate(timeout=300)
+    kill_run(project, "static", child)  # its node "lost" it: the task leaves the queue without a status
+    out, err = child.communicate(timeout=HANG)
     assert child.returncode == 0, err
     assert "slurm: a job array on the default partition" in out
     assert "Running stage 'train@" not in out
@@ -57,17 +56,11 @@ def test_slurm_array_lands_as_a_serial_repro_and_a_lost_task_is_submitted_again(
 def test_slurm_ctrl_c_cancels_the_array(tmp_path):
     project = make_project(tmp_path / "proj", **SLOW)
     child = start_sweep(project, "--engine", "slurm")
-    deadline = time.time() + 60
-    while not train_processes(project):
-        assert time.time() < deadline, "no run started"
-        time.sleep(0.1)
+    wait_for(lambda: train_processes(project), "a run started", child)
     child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=120)
+    out, err = child.communicate(timeout=HANG)
     assert child.returncode == 130, err
-    deadline = time.time() + 30
-    while our_jobs() or train_processes(project):  # scancel'd: nothing queued, nothing running
-        assert time.time() < deadline, our_jobs()
-        time.sleep(0.5)
+    wait_for(lambda: not our_jobs() and not train_processes(project), "scancel emptied the queue and ended the runs")
 
 
 @needs_slurm
@@ -97,8 +90,8 @@ def test_ray_runs_each_on_its_own_gpu_and_retries_a_killed_one(slow_serial, ray_
     # The GPUs are logical (this machine has none): the runs train on the CPU, as the serial one did.
     child = start_sweep(project, "--engine", "ray", "--address", ray_cluster.address, "--gpus-per-run", "1",
                         "-S", "engine.device=cpu")
-    kill_run(project, "static")
-    out, err = child.communicate(timeout=300)
+    kill_run(project, "static", child)
+    out, err = child.communicate(timeout=HANG)
     assert child.returncode == 0, err
     assert "ray: 2 CPUs, 2 GPUs in 2 nodes" in out and "Running stage 'train@" not in out
     where = {n: json.loads((project.path / ".sweep" / "runs" / f"{n}.json").read_text()) for n in

@@ -18,6 +18,33 @@ from test_sweep import assert_lands_as, sweep
 
 pytestmark = pytest.mark.engines
 
+# Only a hung process takes this long. The waits below end on events (a process starts or ends, a file appears),
+# and fail at once when the sweep they wait on has ended: a loaded machine makes them slower, never wrong.
+HANG = 1800
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_running(tmp_path):
+    """A test that fails midway must not leave its sweep training: it would load the machine for every test after."""
+    yield
+    for p in psutil.process_iter(["cwd"]):
+        if (p.info["cwd"] or "").startswith(str(tmp_path)):
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+
+def wait_for(condition, what, child=None):
+    """Poll condition() until it holds (returns its value); fail when `child` ended first, or after HANG."""
+    deadline = time.time() + HANG
+    while not (held := condition()):
+        if child is not None and child.poll() is not None and not (held := condition()):
+            pytest.fail(f"the sweep ended (exit {child.returncode}) before {what}: "
+                        f"{child.stderr.read() if child.stderr else ''}")
+        assert time.time() < deadline, f"nothing happened in {HANG} s: {what}"
+        time.sleep(0.05)
+    return held
 
 
 def start_sweep(project, *args):
@@ -36,25 +63,24 @@ def train_processes(project, schedule=None):
     return found
 
 
-def wait_for_checkpoint(project, name, timeout=120):
+def wait_for_checkpoint(project, name, child=None):
     ckpt = project.path / "checkpoints" / name / "last.pt"
-    deadline = time.time() + timeout
-    while not ckpt.exists():
-        assert time.time() < deadline, f"no checkpoint for {name}"
-        time.sleep(0.02)
+    wait_for(ckpt.exists, f"a checkpoint of {name}", child)
 
 
-def kill_run(project, schedule, timeout=120):
+def kill_run(project, schedule, child=None):
     """SIGKILL a run's train process once it has saved a checkpoint of its own: a crash, an OOM kill, a lost
     node, at a moment when there is something to resume."""
     ckpt = project.path / "checkpoints" / f"{schedule}-0" / "last.pt"
-    deadline = time.time() + timeout
-    while True:
-        assert time.time() < deadline, f"no running {schedule}-0 with a fresh checkpoint"
+
+    def running_with_checkpoint():
         procs = train_processes(project, schedule)
-        if procs and ckpt.exists() and ckpt.stat().st_mtime > procs[0].create_time():
-            break
-        time.sleep(0.02)
+        try:
+            return procs if procs and ckpt.stat().st_mtime > procs[0].create_time() else None
+        except (OSError, psutil.Error):  # no checkpoint yet, or the process just ended
+            return None
+
+    procs = wait_for(running_with_checkpoint, f"a running {schedule}-0 with a fresh checkpoint", child)
     for p in procs:
         p.kill()
 
@@ -63,8 +89,8 @@ def test_a_killed_run_is_missing_then_resumed_and_a_retried_one_lands_the_same(s
     project = make_project(tmp_path / "proj", **SLOW)
     # No retries: the killed run is missing, the comparison is not written, the other run is recorded.
     child = start_sweep(project, "--jobs", "2", "--retries", "0")
-    kill_run(project, "static")
-    out, err = child.communicate(timeout=300)
+    kill_run(project, "static", child)
+    out, err = child.communicate(timeout=HANG)
     assert child.returncode == 2, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: 1 of 2 runs did not finish: train@static-0 (killed by SIGKILL; log") and "run the sweep again" in last
@@ -76,8 +102,8 @@ def test_a_killed_run_is_missing_then_resumed_and_a_retried_one_lands_the_same(s
     # Again, with a retry: only the missing run trains, resumed from its checkpoint; killed once more, it is
     # started a second time and resumes again; the result is the uninterrupted serial run's, byte for byte.
     child = start_sweep(project, "--retries", "1")
-    kill_run(project, "static")
-    out, err = child.communicate(timeout=300)
+    kill_run(project, "static", child)
+    out, err = child.communicate(timeout=HANG)
     assert child.returncode == 0, err
     assert "sweep: 1 runs to train" in out and "Running stage 'train@" not in out
     log = (project.path / ".sweep" / "logs" / "static-0.log").read_text()
@@ -89,11 +115,11 @@ def test_a_killed_run_is_missing_then_resumed_and_a_retried_one_lands_the_same(s
 def test_ctrl_c_cancels_every_run_and_a_second_sweep_is_refused(slow_serial, tmp_path):
     project = make_project(tmp_path / "proj", **SLOW)
     child = start_sweep(project, "--jobs", "2")
-    wait_for_checkpoint(project, "static-0")
+    wait_for_checkpoint(project, "static-0", child)
     second = sweep(project, check=False)
     assert second.returncode == 2 and "another sweep is running in this project" in second.stderr
     child.send_signal(signal.SIGINT)  # what Ctrl-C sends the sweep
-    out, err = child.communicate(timeout=120)
+    out, err = child.communicate(timeout=HANG)
     assert child.returncode == 130, err
     assert "interrupted: the engine's runs are cancelled" in err
     assert train_processes(project) == []  # no run left behind
@@ -114,15 +140,40 @@ def test_a_sweep_killed_keeps_the_runs_that_finished_and_leaves_none_training(sl
 
     project = make_project(tmp_path / "proj", **SLOW)
     child = start_sweep(project, "--jobs", "1")
-    deadline = time.time() + 180
     lock = project.path / "dvc.lock"
-    while not (lock.exists() and "train@static-0" in (yaml.safe_load(lock.read_text()) or {}).get("stages", {})):
-        assert time.time() < deadline and child.poll() is None, "static-0 was never recorded"
-        time.sleep(0.1)
+
+    def recorded():
+        try:  # DVC rewrites dvc.lock in place: a read can catch it half-written
+            return "train@static-0" in (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        except (OSError, yaml.YAMLError, AttributeError):
+            return False
+
+    wait_for(recorded, "static-0 was recorded in dvc.lock", child)
     child.send_signal(signal.SIGTERM)
-    out, err = child.communicate(timeout=120)
+    out, err = child.communicate(timeout=HANG)
     assert child.returncode == 130, err
     assert train_processes(project) == []
     out = sweep(project).stdout
     assert "sweep: 1 runs to train" in out
     assert_lands_as(project, slow_serial)
+
+
+@pytest.mark.parametrize("shell", ["dash", "bash"])
+def test_kill_9_of_the_sweep_leaves_no_run_training(tmp_path, shell):
+    """SIGKILL gives the sweep no chance to cancel anything: each run must end with the process that started it
+    (die-with-parent, on the run itself: no shell sits between a worker and its run), whichever shell started
+    the sweep (dash keeps itself as the parent of a command; bash replaces itself)."""
+    project = make_project(tmp_path / "proj", **SLOW)
+    child = subprocess.Popen([shell, "-c", f"{sys.executable} -m thesislab.sweep --jobs 2"], cwd=project.path,
+                             env=project.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_checkpoint(project, "static-0", child)
+    sweeps = [p for p in psutil.Process(child.pid).children(recursive=True) + [psutil.Process(child.pid)]
+              if p.cmdline()[1:3] == ["-m", "thesislab.sweep"]]  # the sweep itself, not dash -c "...", not a worker
+    assert len(sweeps) == 1
+    training = train_processes(project)
+    assert training
+    sweeps[0].kill()
+    gone, alive = psutil.wait_procs(training, timeout=HANG)  # returns as soon as all have ended
+    assert alive == []
+    child.wait(timeout=60)
+    assert train_processes(project) == []

@@ -1,10 +1,15 @@
 """The sweep's small decisions, without running one: which GPUs a local run gets, what a silent squeue means."""
 
+import collections
+import json
+import shutil
 import subprocess
+import sys
 
-from thesislab.sweep import engines
+from thesislab.sweep import __main__ as sweep_main
+from thesislab.sweep import engines, plan
 from thesislab.sweep.__main__ import visible_gpus
-from thesislab.sweep.worker import describe_exit
+from thesislab.sweep.worker import EXIT_NO_STATE, describe_exit
 
 
 def test_local_runs_get_the_gpus_this_process_was_given(monkeypatch):
@@ -37,3 +42,67 @@ def test_how_a_run_ended_in_words():
 def test_gres_gpus_are_read_from_sinfo():
     assert engines._gres_gpus("gpu:8") == 8 and engines._gres_gpus("gpu:a100:4(S:0-1)") == 4
     assert engines._gres_gpus("(null)") == 0 and engines._gres_gpus("gpu:2,gpu:v100:2") == 4
+
+
+def test_a_worker_that_cannot_write_its_log_says_why_and_exits_74(tmp_path):
+    """A full disk under .sweep/ (here: a log whose folder is a file) is one line and its own exit code, which the
+    sweep names, instead of "exit 1; log <a file that does not exist>"."""
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the logs folder should be")
+    done = subprocess.run([sys.executable, "-m", "thesislab.sweep.worker", str(tmp_path / "status.json"),
+                           str(blocker / "static-0.log"), "--", "true"], capture_output=True, text=True)
+    assert done.returncode == EXIT_NO_STATE, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and "logs" in done.stderr
+    assert describe_exit(EXIT_NO_STATE) == "its worker could not write the run's status or log"
+
+
+def test_failed_runs_on_a_full_disk_say_no_space_first(monkeypatch, tmp_path):
+    Usage = collections.namedtuple("Usage", "total used free")
+    monkeypatch.setattr(plan, "STATE", tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 * 2**30, 10 * 2**30 - 2**20, 2**20))
+    assert sweep_main._full_disk() == f"no space left on the disk of {tmp_path}/ (1 MiB free): "
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 * 2**30, 2**30, 9 * 2**30))
+    assert sweep_main._full_disk() == ""
+    task = collections.namedtuple("Task", "log")(tmp_path / "logs" / "static-0.log")
+    assert sweep_main._log_of(task) == f"no log: {task.log} was never written"
+    task.log.parent.mkdir()
+    task.log.write_text("...")
+    assert sweep_main._log_of(task) == f"log {task.log}"
+
+
+def test_a_failed_dvc_commit_says_dvcs_reason(monkeypatch, tmp_path):
+    """`dvc commit` beside a `dvc repro` (its lock), or of a stage that is not there: the sweep's one line ends with
+    DVC's own reason, not a bare "failed (exit 1)"."""
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    stage = collections.namedtuple("Task", "stage")("train@static-0")
+    try:
+        plan.record([stage])
+    except plan.UserError as err:
+        text = str(err)
+    assert text.startswith("dvc commit --force train@static-0 failed (exit 1): ERROR: ") and "\n" not in text, text
+    assert "train@static-0" in text.split("ERROR: ", 1)[1]
+
+
+def test_a_key_params_yaml_lacks_is_unknown_among_other_overrides(tmp_path):
+    """Hydra would say "To append to your config use +dynamic.windw=3", which the params check then refuses."""
+    from conftest import ROOT
+
+    target = tmp_path / "params.yaml"
+    shutil.copyfile(ROOT / "params.yaml", target)
+    try:
+        plan._apply(["lr=0.1", "dynamic.windw=3"], target)
+    except plan.UserError as err:
+        text = str(err)
+    assert text == "-S dynamic.windw=3: unknown key 'dynamic.windw' (known keys here: factor, max_reductions, slope, " \
+                   "window)", text
+
+
+def test_a_command_that_cannot_start_is_127_with_its_reason_in_the_log(tmp_path):
+    """Not the status-or-log exit (74): the log was written, and says what could not start."""
+    log = tmp_path / "logs" / "static-0.log"
+    done = subprocess.run([sys.executable, "-m", "thesislab.sweep.worker", str(tmp_path / "status.json"), str(log),
+                           "--", "no-such-program --flag"], capture_output=True, text=True)
+    assert done.returncode == 127, done.stderr
+    assert "error: cannot start no-such-program: No such file or directory" in log.read_text()
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
