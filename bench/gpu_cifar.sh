@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The thesis's CIFAR-10 experiment on a GPU (../shared/GPU-CHECKLIST.md item 3, and item 4's two runs sharing one
+# GPU), over several calls of the GPU machine: the four archives of ../shared/data do not fit one call, so each
+# call carries some of them (and the wheels of packages the machine lacks) in the ignored folder .gpu/:
+#   .gpu/whl/*.whl            installed once into /tmp/site (dvc, dvclive and theirs)
+#   .gpu/cifar10-*.tar.gz     extracted into $DATA (outside the tree: the machine replaces the tree each call)
+# Once all 60,000 images are there, it runs the stage commands (dvc.yaml's `cmd` lines) in a copy of the tree on
+# `dataset: folder`, with the thesis's settings (VGG16, batch 8, lr 0.01, dropout 0.5, monitor test) and
+# static-0 and dynamic-0 training at once on the GPU, cut at EPOCHS epochs or when the call's time is spent
+# (TOTAL seconds: per-epoch figures are written as each epoch ends, so a cut run still reports what it did).
+# Run from the repository root: bash bench/gpu_cifar.sh (a check on the CPU: a small cifar10/ folder in $DATA,
+# NEED_TRAIN/NEED_TEST its image counts, EXTRA="engine.device=cpu model=signnet" COMPILE=false). Results: $OUT/log.txt, $OUT/results.txt, $OUT/runs.tgz.
+set -u
+OUT=${OUT:-/tmp/gpu-cifar}
+mkdir -p "$OUT"
+LOG=$OUT/log.txt
+RESULTS=$OUT/results.txt
+PY=${PY:-python3}
+TOTAL=${TOTAL:-450}
+EPOCHS=${EPOCHS:-12}
+COMPILE=${COMPILE:-reduce-overhead}
+export PYTHONUNBUFFERED=1
+say() { echo "$*" | tee -a "$RESULTS"; }
+
+if [ -d .gpu/whl ] && [ ! -e /tmp/site/.installed ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl \
+        >>"$LOG" 2>&1 && touch /tmp/site/.installed || say "wheels did not install"
+fi
+[ -d /tmp/site ] && export PYTHONPATH=/tmp/site
+
+DATA=${DATA:-/tmp/gpu-cifar-data}
+mkdir -p "$DATA"
+for archive in .gpu/cifar10-*.tar.gz; do
+    [ -e "$archive" ] || continue
+    tar -xzf "$archive" -C "$DATA" --no-same-owner --no-same-permissions && rm -f "$archive"
+    say "extracted $archive"
+done
+train_images=$(find "$DATA/cifar10"/train -name '*.png' 2>/dev/null | wc -l)
+test_images=$(find "$DATA/cifar10"/test -name '*.png' 2>/dev/null | wc -l)
+say "CIFAR-10 here: $train_images train, $test_images test images"
+[ "$train_images" = "${NEED_TRAIN:-50000}" ] && [ "$test_images" = "${NEED_TEST:-10000}" ] || exit 0
+
+# The experiment, in a copy of the tree (it edits params.yaml; DVCLive wants a git repository).
+here=$(pwd)
+copy=$(mktemp -d)
+tar --exclude=./.venv --exclude=./.git --exclude=./.gpu --exclude=./.sweep -cf - . | tar -xf - -C "$copy"
+mkdir -p "$copy/data/sources"
+mv "$DATA/cifar10" "$copy/data/sources/cifar10"
+rm -rf "$copy"/metrics/runs/* "$copy"/metrics/comparison.json  # the tree's committed runs: never reported as these
+cd "$copy" || exit 1
+{ git init -q && git add -A && git -c user.name=gpu -c user.email=gpu@localhost commit -qm copy; } >>"$LOG" 2>&1
+
+set_params() {  # set_params KEY=VALUE...: YAML values into params.yaml
+    $PY - "$@" <<'EOF'
+import sys, yaml
+p = yaml.safe_load(open("params.yaml"))
+for kv in sys.argv[1:]:
+    key, value = kv.split("=", 1)
+    node = p
+    *parents, last = key.split(".")
+    for k in parents:
+        node = node[k]
+    node[last] = yaml.safe_load(value)
+yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
+EOF
+}
+set_params dataset=folder source=data/sources/cifar10 model=vgg16 batch_size=8 lr=0.01 dropout=0.5 monitor=test \
+    "epochs=$EPOCHS" 'seeds=[0]' augment=false engine.device=cuda "engine.compile=$COMPILE" checkpoint_every=0 ${EXTRA:-}
+cat params.yaml >>"$LOG"
+
+timed() {  # timed NAME COMMAND...: run, log, note exit code and seconds
+    local name=$1 t0=$SECONDS
+    shift
+    echo "===== $name: $* $(date -u +%T)" >>"$LOG"
+    "$@" >>"$LOG" 2>&1
+    local rc=$?
+    say "$(printf '%-16s rc=%-4s %4ss' "$name" "$rc" "$((SECONDS - t0))")"
+    return $rc
+}
+timed download $PY -m stages.download --out data/raw/folder --samples plots/samples.png --sources data/sources &&
+timed pathlist $PY -m stages.pathlist --root data/raw/folder --out data/pathlist &&
+timed stats $PY -m stages.stats --root data/raw/folder --pathlist data/pathlist --out metrics/stats.json || exit 1
+
+train() {  # train SCHEDULE: dvc.yaml's train command for SCHEDULE-0
+    $PY -m stages.train --schedule "$1" --seed 0 --root data/raw/folder --pathlist data/pathlist \
+        --stats metrics/stats.json --cache data/cache --model "models/$1-0.pt" --weights data/weights \
+        --checkpoints "checkpoints/$1-0" --out "metrics/runs/$1-0" --live "metrics/live-$1-0"
+}
+left=$((TOTAL - SECONDS - 25))
+say "training static-0 and dynamic-0 at once, at most $EPOCHS epochs or ${left}s"
+t0=$SECONDS
+(timeout -k 5 "$left" bash -c "$(declare -f train); PY=$PY; train static" >>"$OUT/static.txt" 2>&1; \
+    echo "static rc=$? $((SECONDS - t0))s" >>"$RESULTS") &
+(timeout -k 5 "$left" bash -c "$(declare -f train); PY=$PY; train dynamic" >>"$OUT/dynamic.txt" 2>&1; \
+    echo "dynamic rc=$? $((SECONDS - t0))s" >>"$RESULTS") &
+wait
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >>"$RESULTS" 2>&1
+for s in static dynamic; do
+    say "== $s-0 per epoch (metrics/live-$s-0)"
+    paste metrics/live-$s-0/plots/metrics/{train_loss,train_acc,test_acc,lr,seconds}.tsv 2>/dev/null | tee -a "$RESULTS"
+    [ -f "metrics/runs/$s-0/metrics.json" ] && cat "metrics/runs/$s-0/metrics.json" >>"$RESULTS"
+done
+tar czf "$OUT/runs.tgz" params.yaml metrics 2>>"$LOG"
+cd "$here" && rm -rf "$copy"
