@@ -17,6 +17,21 @@ sys.path.insert(0, str(ROOT))
 from thesislab import arithmetic  # noqa: E402
 
 arithmetic.pin(True)  # the tests train in this process too, as the train stage would: portable arithmetic
+from thesislab import config  # noqa: E402
+
+
+def default_params() -> dict:
+    """The project's params as the code defines them (params.yaml as shipped equals them: test_config checks it).
+    Never the workspace's params.yaml, which a user's experiments change: no test depends on them."""
+    return config.Config().to_dict()
+
+
+def committed(rel) -> str:
+    """A file of the project as last committed (the working copy outside a git checkout): what a test of the
+    shipped file reads, whatever the user's experiments have since written there."""
+    shown = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=ROOT, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else (ROOT / rel).read_text()
+
 
 # Small enough for seconds of CPU, big enough to train: the default pipeline shrunk.
 TINY_PARAMS = {
@@ -50,10 +65,7 @@ def merge(base, over):
 
 
 def tiny_config(**over):
-    from thesislab import config
-
-    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY_PARAMS, over))
-    return config.from_dict(raw)
+    return config.from_dict(merge(default_params(), merge(TINY_PARAMS, over)))
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +140,8 @@ def make_project(dest, **params):
     proj.git("init", "-q", "-b", "main")
     proj.git("config", "user.name", "Test")
     proj.git("config", "user.email", "test@example.com")
-    proj.set_params(**merge(TINY_PARAMS, params))
+    (dest / "params.yaml").write_text(yaml.safe_dump(merge(default_params(), merge(TINY_PARAMS, params)),
+                                                     sort_keys=False))
     proj.git("add", "-A")
     proj.git("commit", "-qm", "tiny project")
     return proj

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, TINY_PARAMS, merge
+from conftest import ROOT, TINY_PARAMS, default_params, merge
 from PIL import Image
 
 from thesislab import files
@@ -53,7 +53,7 @@ def data(tmp_path_factory):
 
 def train_stage(data, workdir, **params):
     workdir.mkdir()
-    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY_PARAMS, params))
+    raw = merge(default_params(), merge(TINY_PARAMS, params))
     (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
     cmd = [sys.executable, "-m", "stages.train", "--schedule", "static", "--seed", "0", "--root", str(data / "raw"),
            "--pathlist", str(data / "pathlist"), "--stats", str(data / "stats.json"),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, TINY_PARAMS, default_params, merge
 
-from conftest import ROOT, TINY_PARAMS, merge
 from thesislab import arithmetic
 
 # A shell that would choose other kernels everywhere: ATen's without FMA, oneDNN's SSE4.1, MKL's AVX2 branch.
@@ -36,7 +36,7 @@ def train_stage(data, folder, env, cmd_prefix=(), timeout=600, **params):
     process, and the model file's md5 when it succeeded."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = default_params()
     (folder / "params.yaml").write_text(yaml.safe_dump(merge(raw, merge(TINY_PARAMS, params)), sort_keys=False))
     (folder / "weights").mkdir(exist_ok=True)
     cmd = [*cmd_prefix, sys.executable, "-m", "stages.train", "--schedule", "static", "--seed", "0",

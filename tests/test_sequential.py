@@ -3,8 +3,8 @@ naive repeated test's, which it guards against), and the record that keeps a des
 re-decided or re-planned."""
 
 import json
-import re
 import math
+import re
 
 import numpy as np
 import pytest

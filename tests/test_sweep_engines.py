@@ -11,9 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_project
+from conftest import SLOW, make_project
 from test_sweep import assert_lands_as, lock, run_files, sweep, without_run_folder_hashes
-from conftest import SLOW
 from test_sweep_faults import HANG, kill_run, start_sweep, train_processes, wait_for
 
 pytestmark = pytest.mark.engines

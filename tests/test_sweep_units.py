@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import yaml
+
 from thesislab.sweep import __main__ as sweep_main
 from thesislab.sweep import engines, plan
 from thesislab.sweep.__main__ import visible_gpus
@@ -86,10 +88,10 @@ def test_a_failed_dvc_commit_says_dvcs_reason(monkeypatch, tmp_path):
 
 def test_a_key_params_yaml_lacks_is_unknown_among_other_overrides(tmp_path):
     """Hydra would say "To append to your config use +dynamic.windw=3", which the params check then refuses."""
-    from conftest import ROOT
+    from conftest import default_params
 
     target = tmp_path / "params.yaml"
-    shutil.copyfile(ROOT / "params.yaml", target)
+    target.write_text(yaml.safe_dump(default_params(), sort_keys=False))
     try:
         plan._apply(["lr=0.1", "dynamic.windw=3"], target)
     except plan.UserError as err:

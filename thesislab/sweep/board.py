@@ -4,7 +4,6 @@ with why), redrawn in place on a terminal and printed as each run changes state 
 import json
 import sys
 import threading
-import time
 from pathlib import Path
 
 from thesislab import files
