@@ -118,17 +118,25 @@ def test_ctrl_c_cancels_every_run_and_a_second_sweep_is_refused(slow_serial, tmp
     wait_for_checkpoint(project, "static-0", child)
     second = sweep(project, check=False)
     assert second.returncode == 2 and "another sweep is running in this project" in second.stderr
+    # The refused sweep took seconds, in which a run may have finished: Ctrl-C while one is still training,
+    # with a checkpoint to resume from.
+    checkpoint = {run: project.path / "checkpoints" / run / "last.pt" for run in ("static-0", "dynamic-0")}
+    training = wait_for(lambda: [run for run in checkpoint if checkpoint[run].exists() and
+                                 train_processes(project, run.split("-")[0])], "a run training with a checkpoint",
+                        child)
     child.send_signal(signal.SIGINT)  # what Ctrl-C sends the sweep
     out, err = child.communicate(timeout=HANG)
     assert child.returncode == 130, err
     assert "interrupted: the engine's runs are cancelled" in err
     assert train_processes(project) == []  # no run left behind
-    assert (project.path / "checkpoints" / "static-0" / "last.pt").exists()
+    cancelled = [run for run in training if checkpoint[run].exists()]  # the rest finished as Ctrl-C came
+    assert cancelled
     assert not (project.path / "metrics" / "comparison.json").exists()
     # The next sweep resumes the cancelled runs and lands as the serial run did.
     out = sweep(project).stdout
     assert "Running stage 'train@" not in out
-    assert "resuming from" in (project.path / ".sweep" / "logs" / "static-0.log").read_text()
+    for run in cancelled:
+        assert "resuming from" in (project.path / ".sweep" / "logs" / f"{run}.log").read_text()
     assert_lands_as(project, slow_serial)
     assert os.listdir(project.path / "checkpoints") == []
 
