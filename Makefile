@@ -11,7 +11,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	# -qq: errors only (setuptools boxes a notice about editable installs that asks nothing of a user).
+	$(PY) -m pip install -qq -c constraints.txt -e '.[test]'
 	touch $@
 
 # The pipeline, with the train matrix run at once (python -m thesislab.sweep; `dvc repro` gives the same results,
@@ -26,7 +27,7 @@ test: setup
 # run on emulated CPUs (qemu-user), and the longest end-to-end runs; CI runs it after `make test`. Starting SLURM
 # and installing qemu-user need root (apt installs them when missing); without them those tests say why they skip.
 test-slow: setup
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,ray]'
+	$(PY) -m pip install -qq -c constraints.txt -e '.[test,ray]'
 	bash .ci/slurm.sh start || echo "SLURM could not start here: its tests will be skipped, saying why"
 	command -v qemu-x86_64 >/dev/null || (apt-get install -y -qq qemu-user || (apt-get update -qq && \
 		apt-get install -y -qq qemu-user)) >/dev/null 2>&1 || echo "qemu-user could not be installed here: the \
