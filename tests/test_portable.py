@@ -8,6 +8,7 @@ that made the project's committed results; under qemu (make test-slow) another C
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY_PARAMS, default_params, merge
+from conftest import ROOT, TINY_PARAMS, committed, default_params, merge
 
 from thesislab import arithmetic
 
@@ -26,7 +27,8 @@ HOSTILE = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL
 
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in (*arithmetic.PORTABLE, *arithmetic.CLEARED,
-                                                               *arithmetic.CUDA)}
+                                                               *arithmetic.CUDA, *arithmetic.NUMPY,
+                                                               *arithmetic.NUMPY_CLEARED)}
     env.update(PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
     return env
 
@@ -77,9 +79,44 @@ def test_pinning_after_torch_loaded_is_refused():
     out = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
                          check=True).stdout
     assert out.startswith("refused: torch was imported before the CPU arithmetic was pinned (ATEN_CPU_CAPABILITY")
-    same = subprocess.run([sys.executable, "-c", code], env=clean_env(**arithmetic.PORTABLE, **arithmetic.CUDA),
+    same = subprocess.run([sys.executable, "-c", code], env=clean_env(**arithmetic.PORTABLE, **arithmetic.CUDA, **arithmetic.NUMPY),
                           capture_output=True, text=True, check=True).stdout
     assert same == ""  # already as pinned: nothing to refuse
+
+
+NUMPY_LEVELS = ("import stages\nfrom numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__\n"
+                "print(' '.join(f for f in __cpu_dispatch__ if __cpu_features__[f]))\n")
+
+
+@pytest.mark.skipif(not arithmetic.has_avx2_and_fma(), reason="this CPU lacks AVX2 and FMA: nothing is pinned")
+def test_every_stage_pins_numpys_kernels_whatever_the_shell_says():
+    """numpy's AVX-512 maths rounds otherwise than its AVX2 maths: every stage computes with x86-64-v3, the level
+    the committed data was made with, even when the shell asks for another (stages/__init__.py pins it)."""
+    for shell in ({}, {"NPY_DISABLE_CPU_FEATURES": "X86_V3"}, {"NPY_ENABLE_CPU_FEATURES": "X86_V3 X86_V4"}):
+        out = subprocess.run([sys.executable, "-c", NUMPY_LEVELS], env=clean_env(**shell), cwd=ROOT,
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.split() == ["X86_V3"], (shell, out.stdout, out.stderr[-500:])
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="numpy's kernels are pinned on x86-64 only")
+def test_pinning_numpy_after_it_loaded_is_refused():
+    code = ("import numpy\nfrom thesislab import arithmetic\ntry:\n    arithmetic.pin_numpy()\n"
+            "except RuntimeError as e:\n    print('refused:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("refused: numpy was imported before its SIMD kernels were pinned")
+
+
+def test_the_download_stage_makes_the_committed_sign_set(tmp_path):
+    """The generated images of params.yaml as shipped, against the manifest dvc.lock records for them (made on
+    an AVX2 machine): on an AVX-512 machine, numpy unpinned made a few images otherwise."""
+    (tmp_path / "params.yaml").write_text(committed("params.yaml"))
+    done = subprocess.run([sys.executable, "-m", "stages.download", "--out", "raw", "--samples", "samples.png",
+                           "--sources", "sources"], cwd=tmp_path, env=clean_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pathlist = yaml.safe_load(committed("dvc.lock"))["stages"]["pathlist"]  # reads the manifest
+    recorded = next(d["md5"] for d in pathlist["deps"] if d["path"].endswith("/manifest.tsv"))
+    assert hashlib.md5((tmp_path / "raw" / "manifest.tsv").read_bytes()).hexdigest() == recorded
 
 
 # The tiny run's model file, made on the machine that made the committed results (AMD EPYC, AVX2, torch from

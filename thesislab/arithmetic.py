@@ -2,7 +2,8 @@
 
 PyTorch's CPU build picks its kernels by the CPU it finds, and each choice rounds differently: ATen's vectorised
 kernels (default / avx2 / avx512), oneDNN's convolutions (up to AVX-512 and AMX) and MKL's GEMM and vector maths
-(a code branch per CPU generation, and another on AMD). Three settings pin one choice everywhere. Each library
+(a code branch per CPU generation, and another on AMD). Three settings pin one choice everywhere; a fourth pins
+numpy's own kernels, for every stage (pin_numpy). Each library
 reads its setting once, the first time it is used, so they must be in the environment before torch is imported:
 a process that computes a run calls pin() first (the train stage, predict, the tests' conftest), and a process
 it starts inherits them (torchrun's children). setup() checks, once torch is loaded, that they took effect.
@@ -30,6 +31,13 @@ CLEARED = ("DNNL_MAX_CPU_ISA", "ONEDNN_CPU_ISA_HINTS", "DNNL_CPU_ISA_HINTS", "MK
            "MKL_DEBUG_CPU_TYPE")
 # cuBLAS's deterministic workspace (CUDA): read when its first handle is made.
 CUDA = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+# numpy picks its own SIMD kernels by CPU too, and on AVX-512 some of its maths rounds otherwise than on AVX2 (found:
+# the generated sign set differed in a few images, so every run after it did). Its levels above AVX2 (x86-64-v3)
+# are switched off for every stage, whatever engine.portable (the data stages have no such knob). Disabling, not
+# enabling x86-64-v3: a CPU without it (or an emulated one) still loads numpy, and unknown names are ignored.
+# tests/test_portable.py checks that x86-64-v3 is then the only level in effect, so a numpy with new levels shows.
+NUMPY = {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
+NUMPY_CLEARED = ("NPY_ENABLE_CPU_FEATURES",)
 
 
 def environment(portable: bool) -> dict:
@@ -50,12 +58,41 @@ def pin(portable: bool):
         if wrong:
             raise RuntimeError(f"torch was imported before the CPU arithmetic was pinned ({', '.join(wrong)} not "
                                f"as engine.portable: {str(portable).lower()} needs): pin() must come first")
+    else:
+        for name, value in want.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    pin_numpy()
+
+
+def pin_numpy(strict=True):
+    """Cap numpy's SIMD kernels at x86-64-v3 before numpy loads (stages/__init__.py does, for every stage; pin()
+    too). Refused where numpy is loaded already without it (it would not apply), unless not strict: a process
+    that imports a stage's module for its options (the sweep) computes nothing with it."""
+    if platform.machine() not in ("x86_64", "AMD64"):
         return
-    for name, value in want.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    if "numpy" in sys.modules:
+        if strict and any(os.environ.get(k) != v for k, v in NUMPY.items()) or any(k in os.environ for k in NUMPY_CLEARED):
+            raise RuntimeError("numpy was imported before its SIMD kernels were pinned (NPY_DISABLE_CPU_FEATURES): "
+                               "pin_numpy() must come first")
+        return
+    os.environ.update(NUMPY)
+    for name in NUMPY_CLEARED:
+        os.environ.pop(name, None)
+
+
+def has_avx2_and_fma() -> bool:
+    """From the kernel's CPU flags (no numpy, no torch); under qemu-user these are the host's."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return "avx2" in flags and "fma" in flags
+    except OSError:
+        pass
+    return False
 
 
 def check(portable: bool):
