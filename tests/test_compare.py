@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, TINY_PARAMS, fake_run, merge
+from conftest import ROOT, TINY_PARAMS, default_params, fake_run, merge
 
 from thesislab.comparison import compare as cmp
 from thesislab.errors import UserError
@@ -108,7 +108,20 @@ def test_several_challengers_are_holm_adjusted():
 def test_a_difference_no_realistic_number_of_seeds_detects_says_so():
     code, text, result = verdict_of([20.0, 90.0, 30.0, 85.0], [80.0, 30.0, 85.0, 35.0])
     assert code == cmp.INCONCLUSIVE and result["paired"]["dynamic"]["test_acc"]["seeds_needed"] is None
-    assert text.endswith("more than 100,000 seeds would detect 0.5")
+    assert text.endswith("more than 1,000 seeds would detect 0.5")
+
+
+def test_numbers_no_one_can_read_are_said_in_words():
+    """Two seeds far apart: the t interval (12.7 standard errors wide) runs past +-100 points, the detectable
+    difference past 100, and the seeds needed into the thousands: each said in words, not as a number."""
+    code, text, result = verdict_of([42.0, 44.0], [30.0, 2.0])
+    acc = result["paired"]["dynamic"]["test_acc"]
+    assert code == cmp.INCONCLUSIVE and acc["ci95_low"] < -100 and acc["mde"] > 100
+    assert 1000 < acc["seeds_needed"] <= 100_000
+    assert text == ("inconclusive: dynamic - static = -27.00 points (2 seeds are too few for a useful interval, "
+                    f"p = {acc['p_value']:.3g}); 2 seeds could not detect even a 100-point difference, more than "
+                    "1,000 seeds would detect 0.5")
+    # readable numbers stay numbers: test_noise_on_three_seeds_is_inconclusive_and_says_how_many_would_do
 
 
 def keys(tree, prefix=""):
@@ -158,7 +171,7 @@ def write_run(runs_dir, schedule, seed, accs, lrs, config="c1"):
 
 
 def compare_stage(tmp_path, seeds, **params):
-    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY_PARAMS, {"seeds": seeds, **params}))
+    raw = merge(default_params(), merge(TINY_PARAMS, {"seeds": seeds, **params}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     cmd = [sys.executable, "-m", "stages.compare", "--runs", "runs", "--out", "comparison.json", "--plots", "plots",
            "--curves", "plots/curves"]

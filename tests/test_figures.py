@@ -36,6 +36,7 @@ def test_mean_curve_band_and_seeds(runs):
     fig, ax = plt.subplots()
     figures.draw_curves(ax, runs, "test_acc", "t", "y")
     mean = lines_by_label(ax)["static (mean of 2)"]
+    assert "a run that stopped counts at its last value" in lines_by_label(ax)
     # Seed 1 stopped after epoch 2 and keeps its last value: epoch 3's mean is (70 + 50) / 2.
     assert list(mean.get_xdata()) == [1, 2, 3] and list(mean.get_ydata()) == [45, 55, 60]
     band = [c for c in ax.collections if isinstance(c, PolyCollection)][0]
@@ -45,6 +46,23 @@ def test_mean_curve_band_and_seeds(runs):
     thin = [line for line in ax.get_lines() if line.get_linewidth() < 1]
     assert sorted(len(line.get_xdata()) for line in thin) == [2, 3, 4, 4]  # each seed ends where it stopped
     plt.close(fig)
+
+
+def test_a_schedule_hidden_under_another_until_its_first_cut_is_said(tmp_path):
+    same = {"static": [make_run(tmp_path, "static", 0, [50, 60, 70, 72], [0.1] * 4)],
+            "dynamic": [make_run(tmp_path, "dynamic", 0, [50, 60, 70, 75], [0.1, 0.1, 0.1, 0.01])]}
+    fig, ax = plt.subplots()
+    figures.draw_curves(ax, same, "test_acc", "t", "y")
+    assert "dynamic = static until epoch 3 (one hides the other)" in lines_by_label(ax)
+    assert "a run that stopped counts at its last value" not in lines_by_label(ax)  # both ran 4 epochs
+    (inset,) = ax.child_axes  # accuracies end close together: the epochs from where they part, zoomed
+    assert inset.get_title() == "means from epoch 2, zoomed" and inset.get_ylim()[0] > 55
+    apart = {"static": same["static"], "dynamic": [make_run(tmp_path, "dynamic", 1, [51, 60, 70, 75], [0.1] * 4)]}
+    fig2, ax2 = plt.subplots()
+    figures.draw_curves(ax2, apart, "test_acc", "t", "y")
+    assert not [k for k in lines_by_label(ax2) if "hides" in k]  # apart from epoch 1: nothing to say
+    plt.close(fig)
+    plt.close(fig2)
 
 
 def test_the_monitored_validation_accuracy_is_drawn(runs):
@@ -72,10 +90,13 @@ def test_lr_steps_end_at_the_last_epoch_and_cuts_are_marked(runs):
     fig, ax = plt.subplots()
     figures.draw_lr(ax, runs)
     dyn = [line for line in ax.get_lines() if line.get_color() == figures.COLORS["dynamic"]]
-    seeds, mean = [line for line in dyn if line.get_linewidth() < 1], lines_by_label(ax)["dynamic (mean of 2)"]
-    assert [list(line.get_xdata()) for line in seeds] == [[1, 2, 3, 4], [1, 2, 3, 4]]  # the last epoch, not +1
-    assert list(seeds[1].get_ydata()) == [0.1, 0.01, 0.01, 0.001]
-    assert mean.get_drawstyle() == "steps-post" and list(mean.get_ydata()) == pytest.approx([0.1, 0.055, 0.01, 0.0055])
+    assert [list(line.get_xdata()) for line in dyn] == [[1, 2, 3, 4], [1, 2, 3, 4]]  # the last epoch, not +1
+    assert list(dyn[1].get_ydata()) == [0.1, 0.01, 0.01, 0.001]
+    assert all(line.get_drawstyle() == "steps-post" for line in ax.get_lines())
+    # Each seed's own LR and nothing else: no mean of steps (0.055 is an LR no run used), no band.
+    assert sorted(tuple(line.get_ydata()) for line in ax.get_lines()) == sorted(
+        [(0.1, 0.1, 0.1), (0.1, 0.1), (0.1, 0.1, 0.01, 0.01), (0.1, 0.01, 0.01, 0.001)])
+    assert not [c for c in ax.collections if isinstance(c, PolyCollection)]
     markers = [c for c in ax.collections if isinstance(c, PathCollection)]
     points = sorted(tuple(p) for c in markers for p in c.get_offsets())
     assert points == sorted([(3, 0.01), (2, 0.01), (4, 0.001)])  # the epochs trained at a lower LR
@@ -153,13 +174,15 @@ def test_a_plain_comparison_draws_its_one_ci_against_the_equivalence_band(runs):
     (bar,) = interval_lines(ax)
     assert list(bar.get_ydata()) == pytest.approx([pair["ci95_low"], pair["ci95_high"]])
     band = [p for p in ax.patches if p.get_label().startswith("+-0.5")]
-    assert len(band) == 1 and ax.get_title() == "Paired difference, 95% CI"
+    assert len(band) == 1 and ax.get_title() == "Paired difference, 95% CI (2 seeds)"
+    assert list(bar.get_xdata()) == [0, 0] and [t.get_text() for t in ax.get_xticklabels()] == ["dynamic"]
     plt.close(fig)
 
 
 def test_a_sequential_design_draws_each_look_and_arrows_for_intervals_off_the_axis():
-    from thesislab.comparison import looks
     from conftest import tiny_config
+
+    from thesislab.comparison import looks
 
     cfg = tiny_config(seeds=list(range(5)), schedules=["static", "dynamic"],
                       compare={"sequential": {"max_seeds": 15, "every": 5}})

@@ -212,14 +212,33 @@ def verdict(name, baseline, pair, arms, settings, holm=False):
         return NO_VERDICT, f"{name} - {baseline} is {diff:+.2f} points on every one of {n} seeds: no spread to test"
     p = acc["p_holm"] if holm else acc["p_value"]
     p_text = f"{'Holm-adjusted ' if holm else ''}p {statistics.p_text(p, '= ')}"
-    ci = f"95% CI {acc['ci95_low']:+.2f} to {acc['ci95_high']:+.2f}"
+    ci = _ci_text(acc)
     if p < statistics.ALPHA:
         code, word = (BETTER, "beats") if diff > 0 else (WORSE, "trails")
         return code, f"{name} {word} {baseline} by {abs(diff):.2f} points ({ci}, {p_text}, {n} seeds)"
     if acc["p_equivalence"] is not None and acc["p_equivalence"] < statistics.ALPHA:
         return EQUIVALENT, (f"{name} and {baseline} are equivalent within +-{settings.min_effect:g} points "
                             f"(difference {diff:+.2f}, {ci}, equivalence p {statistics.p_text(acc['p_equivalence'], '= ')}, {n} seeds)")
-    needed = acc["seeds_needed"]
-    more = f"about {needed} seeds" if needed else f"more than {statistics.MAX_SEEDS:,} seeds"
-    return INCONCLUSIVE, (f"inconclusive: {name} - {baseline} = {diff:+.2f} points ({ci}, {p_text}); {n} seeds could "
-                          f"detect {acc['mde']:.2f} points, {more} would detect {settings.min_effect:g}")
+    return INCONCLUSIVE, (f"inconclusive: {name} - {baseline} = {diff:+.2f} points ({ci}, {p_text}); "
+                          f"{_power_text(acc, n, settings.min_effect)}")
+
+
+# Beyond these, a number is true but cannot be read as written: an interval of a difference of accuracies past
+# +-100 points, or a seed count no experiment would run. Said in words instead.
+POSSIBLE_POINTS = 100
+READABLE_SEEDS = 1000
+
+
+def _ci_text(acc) -> str:
+    if max(abs(acc["ci95_low"]), abs(acc["ci95_high"])) > POSSIBLE_POINTS:
+        return f"{acc['n']} seeds are too few for a useful interval"
+    return f"95% CI {acc['ci95_low']:+.2f} to {acc['ci95_high']:+.2f}"
+
+
+def _power_text(acc, n, min_effect) -> str:
+    needed, mde = acc["seeds_needed"], acc["mde"]
+    could = (f"{n} seeds could detect {mde:.2f} points" if mde <= POSSIBLE_POINTS else
+             f"{n} seeds could not detect even a {POSSIBLE_POINTS}-point difference")
+    more = (f"about {needed} seeds" if needed and needed <= READABLE_SEEDS else
+            f"more than {READABLE_SEEDS:,} seeds")
+    return f"{could}, {more} would detect {min_effect:g}"

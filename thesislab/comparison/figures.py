@@ -29,7 +29,7 @@ def draw_curves(ax, runs_by_arm, key, title, ylabel, fmt="{:.1f}%", log=False):
     """Mean +- std band and thin seed lines of one per-epoch quantity, a label at the end of each mean. The LR
     is drawn in steps (it holds through an epoch), the rest as lines."""
     plot = (lambda *a, **k: ax.step(*a, where="post", **k)) if key == "lr" else ax.plot
-    ends = []
+    ends, means, held = [], {}, False
     for i, (arm, runs) in enumerate(runs_by_arm.items()):
         c = color(arm, i)
         epochs, values, last = curves.over_seeds(runs, key)
@@ -40,8 +40,10 @@ def draw_curves(ax, runs_by_arm, key, title, ylabel, fmt="{:.1f}%", log=False):
         mean, std = curves.mean_and_std(values)
         low = np.maximum(mean - std, np.nanmin(values, axis=0)) if log else mean - std  # a log axis has no 0
         ax.fill_between(epochs, low, mean + std, color=c, alpha=0.18, lw=0, step="post" if key == "lr" else None)
+        held = held or min(last) < max(last)
         plot(epochs, mean, color=c, lw=2.2, label=f"{arm} (mean of {len(runs)})")
         ends.append((epochs[-1], mean[-1], fmt.format(mean[-1]), c))
+        means[arm] = mean
     ax.set(title=title, xlabel="epoch", ylabel=ylabel)
     if not ends:
         ax.text(0.5, 0.5, f"no {key} in these runs\n(monitor: test holds out no validation split)",
@@ -50,7 +52,53 @@ def draw_curves(ax, runs_by_arm, key, title, ylabel, fmt="{:.1f}%", log=False):
     if log:
         ax.set_yscale("log")
     _end_labels(ax, ends, log)
-    ax.legend(fontsize=8, loc="best")
+    zoomed = key.endswith("_acc") and _zoom_where_they_differ(ax, means)
+    notes = _where_curves_coincide(means) + (["a run that stopped counts at its last value"] if held else [])
+    for note in notes:  # in the legend, which the plot keeps clear of the curves
+        ax.plot([], [], " ", label=note)
+    ax.legend(fontsize=8, loc="lower right" if zoomed else "best")  # below the zoomed inset
+
+
+def _zoom_where_they_differ(ax, means) -> bool:
+    """The accuracies end a point or two apart near the top of a 0-100 axis: an inset shows the epochs from
+    where the schedules' means part to the end, on the range they span there (means only)."""
+    if len(means) < 2:
+        return False
+    n = min(len(m) for m in means.values())
+    stacked = np.array([m[:n] for m in means.values()])
+    apart = np.flatnonzero(np.ptp(stacked, axis=0) > 1e-9)
+    if not len(apart):
+        return False
+    start = max(0, int(apart[0]) - 2)
+    tail = np.concatenate([m[start:] for m in means.values()])
+    tail = tail[np.isfinite(tail)]
+    low, high = float(tail.min()), float(tail.max())
+    pad = max(0.1 * (high - low), 0.2)
+    inset = ax.inset_axes([0.42, 0.4, 0.55, 0.34])
+    for i, (arm, mean) in enumerate(means.items()):
+        epochs = np.arange(1, len(mean) + 1)
+        inset.plot(epochs[start:], mean[start:], color=color(arm, i), lw=1.8)
+    inset.set_ylim(low - pad, high + pad)
+    inset.set_title(f"means from epoch {start + 1}, zoomed", fontsize=7.5)
+    inset.tick_params(labelsize=7)
+    inset.grid(alpha=0.3)
+    return True
+
+
+def _where_curves_coincide(means) -> list:
+    """Two schedules train identically until one first changes its LR, so one mean curve hides the other there:
+    say so, rather than leave a reader looking for the hidden one."""
+    names = list(means)
+    notes = []
+    for other in names[1:]:
+        a, b = means[names[0]], means[other]
+        n = min(len(a), len(b))
+        differ = np.flatnonzero(~np.isclose(a[:n], b[:n], rtol=0, atol=1e-9, equal_nan=True))
+        same_until = int(differ[0]) if len(differ) else n
+        if same_until >= 2:
+            notes.append(f"{other} = {names[0]} " + (f"until epoch {same_until}" if len(differ) else "throughout") +
+                         " (one hides the other)")
+    return notes
 
 
 def _end_labels(ax, ends, log):
@@ -75,22 +123,27 @@ def _end_labels(ax, ends, log):
 
 
 def draw_lr(ax, runs_by_arm):
-    """The LR: mean +- std over seeds (log scale), each seed as a thin step line to its last epoch, cuts marked."""
-    draw_curves(ax, runs_by_arm, "lr", "Learning rate (mean +- std over seeds; cuts marked)", "LR", fmt="{:.2g}",
-                log=True)
+    """The LR of each run as its own step line to its last epoch (log scale), cuts marked. No mean over seeds: a
+    mean of step functions is an LR no run used."""
     for i, (arm, runs) in enumerate(runs_by_arm.items()):
         c = color(arm, i)
         for j, run in enumerate(runs):
             lr = [r["lr"] for r in run.rows]
+            epochs = np.arange(1, len(lr) + 1)
+            ax.step(epochs, lr, where="post", color=c, lw=1.6, alpha=0.75,
+                    label=f"{arm} ({len(runs)} seeds, a line each)" if j == 0 else None)
             cuts = lr_cut_epochs(run.rows)
             if 0 < len(cuts) <= MAX_CUT_MARKERS:
                 ax.scatter(cuts, [lr[e - 1] for e in cuts], marker="v", s=40, color=c, zorder=3,
                            label=f"{arm}: LR cut" if j == 0 else None)
+    ax.set_yscale("log")
+    ax.set(title="Learning rate, each seed (cuts marked)", xlabel="epoch", ylabel="LR")
     ax.legend(fontsize=8)
 
 
 def draw_paired(ax, final_by_arm):
-    """Final test accuracy: a dot per (arm, seed), a grey line joining each seed's dots, mean and 95% CI."""
+    """Final test accuracy: a dot per (arm, seed), a grey line joining each seed's dots, each arm's mean marked
+    (the difference's interval is in looks.png and comparison.md)."""
     arms = list(final_by_arm)
     seeds = sorted({s for values in final_by_arm.values() for s in values})
     for s in seeds:
@@ -134,9 +187,10 @@ def draw_looks(ax, comparison):
     # The axis fits the last look and every mean: early looks' intervals (wide by design) end in an arrow.
     ends = [abs(v) for rows in by_name.values() for v in (rows[-1][2], rows[-1][3], *[r[1] for r in rows])]
     span = 1.25 * max([2 * margin] + [e for e in ends if np.isfinite(e)])
+    sequential = comparison.get("method") == "sequential"
     for i, (name, rows) in enumerate(by_name.items()):
         c = color(name, i + 1)
-        xs = np.array([r[0] for r in rows], dtype=float) + 0.25 * i
+        xs = np.array([r[0] for r in rows], dtype=float) + 0.25 * i if sequential else np.array([float(i)])
         for x, mean, low, high, decision in zip(xs, *zip(*[r[1:] for r in rows])):
             ax.plot([x, x], [max(low, -span), min(high, span)], color=c, lw=2.4, solid_capstyle="butt")
             for end, marker in ((high, "^"), (low, "v")):
@@ -149,9 +203,17 @@ def draw_looks(ax, comparison):
         ax.plot([], [], color=c, lw=2.4, label=name)
     ax.set_ylim(-span, span)
     ax.margins(x=0.12)  # room for the decision's label beside the last look
-    sequential = any(r[4] for rows in by_name.values() for r in rows)
-    ax.set(title=("Repeated CI per look (sequential design)" if sequential else "Paired difference, 95% CI"),
-           xlabel="seeds", ylabel=f"test accuracy - {comparison['settings']['baseline']} (points)")
+    ylabel = f"test accuracy - {comparison['settings']['baseline']} (points)"
+    if sequential:
+        ax.set(title="Repeated CI per look (sequential design)", xlabel="seeds", ylabel=ylabel)
+    else:
+        ax.set_xticks(range(len(by_name)), list(by_name))
+        ax.set_xlim(-0.75, len(by_name) - 0.25)
+        seeds = comparison.get("seeds")
+        ax.set(title=f"Paired difference, 95% CI ({seeds} seeds)" if seeds else "Paired difference, 95% CI",
+               ylabel=ylabel)
+        if not by_name:
+            ax.text(0.5, 0.5, "no interval: too few seeds", transform=ax.transAxes, ha="center", color="0.4")
     ax.legend(fontsize=8, loc="best")
 
 
@@ -185,7 +247,8 @@ def draw_confusion(ax, run, of):
     ax.set_xticks(ticks, names, rotation=90, fontsize=7)
     ax.set_yticks(ticks, names, fontsize=7)
     acc = 100 * np.trace(m) / max(m.sum(), 1)
-    ax.set(title=f"Confusion: {run.name}, the median of {of} ({acc:.1f}% test)", xlabel="predicted", ylabel="actual")
+    ax.set(title=f"Confusion: {run.name}, the median of {of} ({acc:.1f}% test)\n"
+                 "test images counted; shade: share of the actual class", xlabel="predicted", ylabel="actual")
 
 
 def save(fig, path):

@@ -30,7 +30,7 @@ def markdown(comparison, title, dataset=None) -> str:
         d, e = pair["test_acc"], pair["epochs_to_target"]
         lines.append(f"| {name} | {_num(d['mean'], 2, sign=True)} | {_ci(d)} | {_p(d['p_holm'])} | "
                      f"{_p(d['p_wilcoxon'])} | {d['wins']}/{d['losses']}/{d['ties']} | {_num(d['cohens_dz'])} | "
-                     f"{_num(d['mde'])} | {d['seeds_needed'] or '-'} | {_num(e['mean'], 1, sign=True)} ({_ci(e, 1)}) |")
+                     f"{_num(d['mde'])} | {d['seeds_needed'] or '-'} | {_epochs_difference(e)} |")
     for name, pair in comparison["paired"].items():
         caution = statistics.normality_text(pair["test_acc"])
         if caution:
@@ -42,6 +42,16 @@ def markdown(comparison, title, dataset=None) -> str:
     note = THESIS.get(dataset)
     lines += ["", f"Reference: {note}." if note else "", ""]
     return "\n".join(lines)
+
+
+def _epochs_difference(e) -> str:
+    """The paired difference in epochs to the target, with its interval, or in words why there is none."""
+    if e["mean"] is None:
+        return "-"
+    if e["ci95_low"] is not None:
+        return f"{_num(e['mean'], 1, sign=True)} ({_ci(e, 1)})"
+    return f"{_num(e['mean'], 1, sign=True)} (the same on every seed)" if e.get("std") == 0 else \
+        _num(e["mean"], 1, sign=True)
 
 
 def _num(v, digits=2, sign=False):
