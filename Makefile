@@ -5,15 +5,19 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup run test test-slow clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed .dvc/tmp/plots_page.html
 
-# Re-install only when the dependencies change.
+# Re-install only when the dependencies change. -qq: errors only (setuptools boxes a notice about editable
+# installs that asks nothing of a user).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# -qq: errors only (setuptools boxes a notice about editable installs that asks nothing of a user).
 	$(PY) -m pip install -qq -c constraints.txt -e '.[test]'
 	touch $@
+
+# The page dvc plots writes its charts into, with Vega inline (.dvc/config points there): charts offline too.
+.dvc/tmp/plots_page.html: $(VENV)/.installed thesislab/plots_page.py
+	$(PY) -m thesislab.plots_page
 
 # The pipeline, with the train matrix run at once (python -m thesislab.sweep; `dvc repro` gives the same results,
 # one run after another).
@@ -32,6 +36,8 @@ test-slow: setup
 	command -v qemu-x86_64 >/dev/null || (apt-get install -y -qq qemu-user || (apt-get update -qq && \
 		apt-get install -y -qq qemu-user)) >/dev/null 2>&1 || echo "qemu-user could not be installed here: the \
 		emulated-CPU tests will be skipped, saying why"
+	command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 || echo "chromium could not \
+		be installed here: the offline-plots test will be skipped, saying why"
 	$(PY) -m pytest -q -n 2 -m "slow or engines" $(PYTEST_ARGS); status=$$?; bash .ci/slurm.sh stop; exit $$status
 
 clean:

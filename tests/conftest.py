@@ -6,18 +6,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import yaml
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # two test workers share two cores (set before torch loads)
 sys.path.insert(0, str(ROOT))
 from thesislab import arithmetic  # noqa: E402
 
-arithmetic.pin(True)  # the tests train in this process too, as the train stage would: portable arithmetic
-from thesislab import config  # noqa: E402
+# The tests make data and train in this process too, as the stages would: portable arithmetic, pinned before
+# numpy and torch load.
+arithmetic.pin(True)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from thesislab import config, plots_page  # noqa: E402
 
 
 def default_params() -> dict:
@@ -136,6 +139,12 @@ def make_project(dest, **params):
     for f in tracked_files():
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, dest / f)
+    page = dest / plots_page.TEMPLATE  # .dvc/config names it; ignored by git, so not among the tracked files
+    if (ROOT / plots_page.TEMPLATE).is_file():
+        page.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / plots_page.TEMPLATE, page)
+    else:
+        plots_page.write(page)
     proj = Project(dest)
     proj.git("init", "-q", "-b", "main")
     proj.git("config", "user.name", "Test")
