@@ -11,7 +11,7 @@ MODELS = tuple(models.REGISTRY)
 def test_an_unknown_model_is_one_line_saying_where_names_are():
     with pytest.raises(UserError, match=r"^params.yaml: model: 'resnet5O' is neither one of this project's nets "
                                          r"\(signnet, vgg16, simple_v3, lenet, mlp\) nor a torchvision classification "
-                                         r"model \(see README"):
+                                         r"model \(see docs/models.md"):
         models.build("resnet5O", 10, 32, 0.5)
 
 

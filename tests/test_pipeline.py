@@ -92,7 +92,7 @@ def test_dvc_exp_show_sees_a_run_while_it_trains(proj):
     finally:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-        # What README says an interrupted `dvc exp run` needs: the committed params (it had staged its own), the
+        # What docs/experiments.md says an interrupted `dvc exp run` needs: the committed params (it had staged its own), the
         # committed outputs (it had set aside dynamic-0's model, not in its one-schedule pipeline), and the killed
         # run's checkpoint (for other params) dropped. Done even when an assertion below fails, so that the
         # later tests start from the baseline.

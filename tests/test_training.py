@@ -259,7 +259,7 @@ CUDA = torch.cuda.is_available()
                                     {"engine": {"resident": False}},
                                     {"engine": {"resident": False}, "augment": True, "augmentation": {"flip": True}}])
 def test_settings_said_not_to_change_results_do_not(tiny_data, tmp_path, capsys, change):
-    """params.yaml and README say eval_batch_size, checkpoint_every, resident (streaming batches from the
+    """params.yaml and docs/reference.md say eval_batch_size, checkpoint_every, resident (streaming batches from the
     memory-mapped cache instead of holding them on the device) and device auto-vs-cpu (on a CPU) change no
     result: the same accuracies, LR and stop, epoch by epoch; evaluation losses summed over other batch
     sizes agree to float rounding."""

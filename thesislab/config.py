@@ -128,7 +128,7 @@ def _freeze(v):
 
 def _name(v):
     ok = isinstance(v, str) and v.strip() == v and v
-    return None if ok else "a name (see README: The experiment's knobs)"
+    return None if ok else "a name (see docs/reference.md: The experiment's knobs)"
 
 
 def _distinct_list(item_rule, what):

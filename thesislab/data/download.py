@@ -63,14 +63,14 @@ def resolve_source(source, sources_dir, dataset="cifar10"):
     inside sources_dir."""
     if source is not None and str(source).startswith(("http://", "https://")) and dataset == "folder":
         raise UserError(f"source: {source}: a URL is only for dataset cifar10; for folder, download the folder or "
-                        "archive into data/sources/ and name it there (README: Your own images)")
+                        "archive into data/sources/ and name it there (docs/datasets.md: Your own images)")
     if source is None or str(source).startswith(("http://", "https://")):
         return source
     path = Path(source).expanduser()
     real, allowed = os.path.realpath(path), os.path.realpath(sources_dir)
     if os.path.commonpath([real, allowed]) != allowed:
         raise UserError(f"source: {source} is outside {sources_dir}/, where DVC watches sources for changes and "
-                        f"queued runs can reach them; move or copy it there (README: Your own images)")
+                        f"queued runs can reach them; move or copy it there (docs/datasets.md: Your own images)")
     if not os.path.exists(real):
         raise UserError(f"source: {source}: no such file or folder (in a --queue or --temp run, only git- or "
                         f"DVC-tracked files exist: `dvc add {path}`)")

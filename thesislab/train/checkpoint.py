@@ -144,7 +144,7 @@ def load_model(path, device="cpu"):
     try:
         model = models.build(meta["model"], len(meta["classes"]), meta["image_size"], meta["dropout"])
     except UserError as err:  # the registry speaks of params.yaml; here the file is to blame
-        reason = str(err).removeprefix("params.yaml: ").removeprefix("model: ").split(" (see README")[0]
+        reason = str(err).removeprefix("params.yaml: ").removeprefix("model: ").split(" (see docs/")[0]
         raise UserError(f"{path}: cannot rebuild its net: {reason}") from None
     try:
         model.load_state_dict(meta["state_dict"])

@@ -149,7 +149,7 @@ def torchvision_name(name):
     if plain in torchvision.models.list_models(module=torchvision.models):
         return plain
     raise UserError(f"params.yaml: model: {name!r} is neither one of this project's nets ({', '.join(REGISTRY)}) nor a "
-                    "torchvision classification model (see README: Any torchvision model, for the command that lists "
+                    "torchvision classification model (see docs/models.md, for the command that lists "
                     "them)")
 
 
