@@ -27,8 +27,10 @@ def experimented(params: dict) -> dict:
 
 def test_a_sample_of_the_suite_passes_in_a_workspace_left_by_experiments(tmp_path):
     project = make_project(tmp_path / "ws")
-    (project.path / "params.yaml").write_text(committed("params.yaml"))  # as shipped, not the tests' tiny one
-    project.git("commit", "-qam", "the project as shipped")
+    for shipped in ("params.yaml", "dvc.lock"):  # as shipped: not the tests' tiny params, and the committed lock
+        (project.path / shipped).write_text(committed(shipped))
+    project.git("add", "-A")
+    project.git("commit", "-qm", "the project as shipped")
     params = project.path / "params.yaml"
     params.write_text(yaml.safe_dump(experimented(yaml.safe_load(params.read_text())), sort_keys=False))
     refused = project.run(sys.executable, "-c", "from thesislab import config; config.load()", check=False)
