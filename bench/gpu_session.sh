@@ -117,7 +117,8 @@ step stats 60 $PY -m stages.stats --root data/raw/speedsigns --pathlist data/pat
 rm -rf metrics/runs/*
 step train-static-0 100 train static 0 static-0 && summary_of static-0
 step train-dynamic-0 100 train dynamic 0 dynamic-0 && summary_of dynamic-0
-step compare 60 $PY -m stages.compare --runs metrics/runs --out metrics/comparison.json --plots plots \
+step compare 60 $PY -m stages.compare --runs metrics/runs --out metrics/comparison.json \
+    --headline metrics/headline.json --plots plots \
     --curves plots/curves
 
 # ---- determ: portable (deterministic CUDA) twice: the same bytes? then native (portable: false): how much faster?

@@ -1,4 +1,5 @@
-"""Stage compare: the runs of the current schedules and seeds -> comparison.json, curves, figures, a table.
+"""Stage compare: the runs of the current schedules and seeds -> comparison.json, its headline, curves, figures,
+a table.
 
 It reads exactly the runs that params.yaml's `schedules` x `seeds` name, so a folder left by an earlier
 experiment with other seeds or schedules never enters the comparison or the figures.
@@ -36,7 +37,8 @@ def differences(arms, cfg) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", required=True, help="folder of the runs, one subfolder per (schedule, seed)")
-    ap.add_argument("--out", required=True, help="comparison.json to write")
+    ap.add_argument("--out", required=True, help="comparison.json to write: the whole comparison")
+    ap.add_argument("--headline", required=True, help="headline.json to write: what `dvc exp show` lists")
     ap.add_argument("--plots", required=True, help="folder for the figures and comparison.md")
     ap.add_argument("--curves", required=True, help="folder for the mean curves (CSV, for dvc plots)")
     args = ap.parse_args()
@@ -61,6 +63,7 @@ def main():
     final = {s: {seed: numbers["test_acc"] for seed, numbers in arm.items()} for s, arm in arms.items()}
     with io.together():  # the comparison, its curves, figures and table change together or not at all
         io.write_json(args.out, result)
+        io.write_json(args.headline, report.headline(result))
         curves.write_csvs(args.curves, runs)
         figures.draw_all(runs, final, best, args.plots, title, result)
         io.write_text(f"{args.plots}/comparison.md", report.markdown(result, title, cfg.dataset))

@@ -10,6 +10,7 @@ import yaml
 from conftest import ROOT, TINY_PARAMS, default_params, fake_run, merge
 
 from thesislab.comparison import compare as cmp
+from thesislab.comparison import report
 from thesislab.errors import UserError
 
 SETTINGS = cmp.Settings(baseline="static", min_effect=0.5, target_acc=90, monitor="val", max_epochs=40)
@@ -173,8 +174,8 @@ def write_run(runs_dir, schedule, seed, accs, lrs, config="c1"):
 def compare_stage(tmp_path, seeds, **params):
     raw = merge(default_params(), merge(TINY_PARAMS, {"seeds": seeds, **params}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    cmd = [sys.executable, "-m", "stages.compare", "--runs", "runs", "--out", "comparison.json", "--plots", "plots",
-           "--curves", "plots/curves"]
+    cmd = [sys.executable, "-m", "stages.compare", "--runs", "runs", "--out", "comparison.json", "--headline",
+           "headline.json", "--plots", "plots", "--curves", "plots/curves"]
     return subprocess.run(cmd, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=120)
 
@@ -189,6 +190,8 @@ def test_compare_stage_reads_exactly_the_runs_params_name(tmp_path):
     result = json.loads((tmp_path / "comparison.json").read_text())
     assert result["seeds"] == 3 and result["arms"]["dynamic"]["test_acc"]["mean"] == 94.0
     assert result["verdict"] in r.stdout
+    headline = json.loads((tmp_path / "headline.json").read_text())
+    assert headline["acc"] == {"static": 91.0, "dynamic": 94.0} and headline["n_seeds"] == 3
     for name in ("overview", "accuracy", "val_accuracy", "loss", "lr", "paired", "confusion"):
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 0
     table = (tmp_path / "plots" / "comparison.md").read_text()
@@ -226,6 +229,33 @@ def test_comparison_json_has_exactly_the_documented_layout():
     assert list(result["arms"]["static"]) == ["test_acc", "best_test_acc", "epochs", "train_seconds",
                                               "epochs_to_target", "lr_cuts"]
     assert list(result["paired"]["dynamic"]) == ["test_acc", "epochs_to_target", "verdict_code", "verdict"]
+
+
+def test_the_headline_is_the_comparison_in_a_readers_words_and_digits():
+    """headline.json (what `dvc exp show` lists): each number as comparison.json has it, rounded as a reader
+    quotes it; each challenger's verdict in one word, from its code; the keys in the documented order."""
+    result = cmp.compare(arms([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.13, 95.9, 96.2, 95.8]), SETTINGS)
+    headline = report.headline(result)
+    d = result["difference"]["dynamic"]
+    assert list(headline) == ["acc", "dynamic", "n_seeds"]
+    assert headline["acc"] == {"static": 95.0, "dynamic": round(result["mean_test_acc"]["dynamic"], 2)} == {
+        "static": 95.0, "dynamic": 96.01}
+    assert headline["dynamic"] == {"verdict": "beats", "diff": round(d["mean"], 2), "p": float(f"{d['p_value']:.3g}"),
+                                   "ci_low": round(d["ci95_low"], 2), "ci_high": round(d["ci95_high"], 2)}
+    assert headline["n_seeds"] == 5
+
+
+@pytest.mark.parametrize("static, dynamic, word", [
+    ([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8], "beats"),
+    ([96.0, 96.1, 95.9, 96.2, 95.8], [95.0, 95.2, 94.8, 95.1, 94.9], "trails"),
+    ([95.0, 96.0, 94.5], [95.8, 95.4, 95.9], "inconclusive"),
+    ([95.0], [96.0], "no verdict"),
+])
+def test_the_headline_says_each_verdict_in_its_own_word(static, dynamic, word):
+    headline = report.headline(cmp.compare(arms(static, dynamic), SETTINGS))
+    assert headline["dynamic"]["verdict"] == word
+    if len(static) == 1:
+        assert headline["dynamic"]["p"] is None  # one seed: no test, shown as "-", not a made-up number
 
 
 def test_a_runs_numbers_come_from_its_summary_and_log():
@@ -310,8 +340,8 @@ def test_ctrl_c_during_compare_leaves_every_output_as_it_was(tmp_path, monkeypat
 
     monkeypatch.setattr(report, "markdown", interrupted)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["compare", "--runs", "runs", "--out", "comparison.json", "--plots", "plots",
-                                      "--curves", "plots/curves"])
+    monkeypatch.setattr(sys, "argv", ["compare", "--runs", "runs", "--out", "comparison.json", "--headline",
+                                      "headline.json", "--plots", "plots", "--curves", "plots/curves"])
     with pytest.raises(SystemExit) as exit_:
         stage.main()
     assert exit_.value.code == 130

@@ -20,7 +20,9 @@ def leaf_keys(d, prefix=""):
 
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
-    proj = make_project(tmp_path_factory.mktemp("exps") / "proj")
+    # dynamic cuts its LR as soon as its 2-epoch window fills (any slope is under 1000 points an epoch), so its runs
+    # differ from static's and a comparison of two seeds has a p-value and an interval.
+    proj = make_project(tmp_path_factory.mktemp("exps") / "proj", dynamic={"window": 2, "slope": 1000.0})
     proj.dvc("repro")
     proj.git("add", "-A")
     proj.git("commit", "-qm", "baseline run")
@@ -37,17 +39,21 @@ def test_adding_seeds_trains_only_the_new_pairs(proj):
     assert comparison["paired"]["dynamic"]["test_acc"]["n"] == 3
     one_seed = json.loads(proj.git("show", "HEAD:metrics/comparison.json").stdout)
     assert one_seed["seeds"] == 1 and leaf_keys(comparison) == leaf_keys(one_seed)  # metrics diff lines up
-    # exp show: the comparison and the stats, not a copy of every column per run; the live file, once the runs
-    # are done, says only which run trained last.
+    # exp show: the headline, not a copy of every column per run; the live file, once the runs are done, says
+    # only which run trained last.
     shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
-    assert set(shown[0]["data"]["metrics"]) == {"metrics/comparison.json", "metrics/stats.json",
-                                                "metrics/live/metrics.json"}
+    assert set(shown[0]["data"]["metrics"]) == {"metrics/headline.json", "metrics/live/metrics.json"}
     assert shown[0]["data"]["metrics"]["metrics/live/metrics.json"]["data"] == {"run": "dynamic-2", "step": 3}
-    headline = proj.dvc("exp", "show", "--csv", "--drop", "arms|paired|settings").stdout.splitlines()[0].split(",")
-    assert "verdict" in headline and "difference.dynamic.mean" in headline and "mean_test_acc.dynamic" in headline
-    assert not [c for c in headline if c.startswith(("arms.", "paired.", "settings."))]
-    diff = proj.dvc("metrics", "diff", "two-seeds", "three-seeds").stdout
-    assert "arms.dynamic.test_acc.n" in diff
+    columns = proj.dvc("exp", "show", "--csv").stdout.splitlines()[0].split(",")
+    headline = ["acc.static", "acc.dynamic", "dynamic.verdict", "dynamic.diff", "dynamic.p", "dynamic.ci_low",
+                "dynamic.ci_high", "n_seeds"]
+    assert columns[columns.index("parent") + 1:][:len(headline)] == headline
+    diff = proj.dvc("metrics", "diff", "--all", "two-seeds", "three-seeds").stdout
+    assert "dynamic.diff" in diff and "n_seeds" in diff and "arms." not in diff
+    # The details are a file to name: where the README says they went.
+    details = proj.dvc("metrics", "diff", "--targets", "metrics/comparison.json", "--", "two-seeds",
+                       "three-seeds").stdout
+    assert "arms.dynamic.test_acc.n" in details
     proj.git("checkout", "--", "params.yaml")
     proj.dvc("checkout", "-q", check=False)
 
@@ -83,11 +89,40 @@ def test_experiments_as_typed(proj):
     table = proj.dvc("exp", "show", "--csv").stdout
     assert "verdict" in table.splitlines()[0] and "two-seeds" in table
     diff = proj.dvc("metrics", "diff", "--all", "two-seeds", "raw").stdout
-    assert "mean_test_acc" in diff
+    assert "acc.dynamic" in diff
     out = proj.path / "dvc_plots"
     proj.dvc("plots", "diff", "two-seeds", "raw", "-o", str(out))
     html = (out / "index.html").read_text()
     assert "two-seeds" in html and "raw" in html and '"schedule"' in html  # the mean-band template's field
+
+
+def test_exp_show_is_readable_in_120_columns(proj):
+    """`dvc exp show` with no flags, as a 120-column terminal shows it (DVC pages its table, lines cut at the
+    screen's edge): each row's accuracies, verdict, difference and p in full, for the baseline and experiments."""
+    # The workspace holds a two-seed comparison, as after a first experiment (a one-seed workspace has no p or
+    # CI: DVC drops null metrics, and lists a column first seen in a later row after the others).
+    proj.dvc("exp", "apply", "two-seeds")
+    table = proj.dvc("exp", "show").stdout.splitlines()  # not a terminal: the table DVC hands its pager
+    header = next(line for line in table if "Experiment" in line)
+    end = header.index("dynamic.p ") + len("dynamic.p")  # metrics are right-aligned: each cell ends here too
+    assert end <= 120, header[:end]
+    screen = [line[:end] for line in table]
+    assert screen[table.index(header)].split() == ["Experiment", "Created", "acc.static", "acc.dynamic",
+                                                   "dynamic.verdict", "dynamic.diff", "dynamic.p"], header
+    assert not [line for line in screen if "\u2026" in line], "a cell cut to an ellipsis in the first 120 columns"
+    shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
+    named = {e.get("name"): r for b in shown for e in b.get("experiments") or [] for r in e["revs"]}
+    rows = {"workspace": shown[0], shown[1]["name"]: shown[1], "[two-seeds]": named["two-seeds"],
+            "[raw]": named["raw"]}
+    for label, row in rows.items():
+        h = row["data"]["metrics"]["metrics/headline.json"]["data"]
+        p = h["dynamic"].get("p")  # a one-seed baseline has none: "-"
+        cells = [f"{h['acc']['static']:.5g}", f"{h['acc']['dynamic']:.5g}", *h["dynamic"]["verdict"].split(),
+                 f"{h['dynamic']['diff']:.5g}", "-" if p is None else f"{p:.5g}"]
+        line = next(line for line in screen if label in line.split()[:3])
+        assert line.split()[-len(cells):] == cells, (label, line)
+    proj.git("checkout", "--", "params.yaml")
+    proj.dvc("checkout", "-q", check=False)
 
 
 def test_plots_show_only_the_runs_of_the_current_params(proj):
@@ -165,13 +200,18 @@ def test_show_prints_the_headline_of_every_experiment_within_100_columns(proj):
     lines = out.splitlines()
     assert lines[0].split()[0] == "experiment" and "verdict" in lines[0] and "static %" in lines[0]
     assert all(len(line) <= 100 for line in lines), max(lines, key=len)
-    names = [line.split()[0] for line in lines[1:] if not line.startswith("(also differ")]
+    names = [line.split()[0] for line in lines[1:] if line[:1] not in (" ", "(")]
     assert "workspace" in names and "two-seeds" in names and "raw" in names
     # A param that differs between the rows gets a column, or, where none fits, a line that names it.
-    assert "normalize" in lines[0] or "normalize" in lines[-1]
-    assert lines[-1].startswith("(also differ: ") or len(lines) == len(names) + 1
-    two = next(line for line in lines if line.startswith("two-seeds"))
+    assert "normalize" in lines[0] or "normalize" in out.split("(also differ: ")[-1]
     shown = json.loads(proj.dvc("exp", "show", "--json").stdout)
     exp = next(r for b in shown for e in b.get("experiments") or [] if e.get("name") == "two-seeds" for r in e["revs"])
-    means = exp["data"]["metrics"]["metrics/comparison.json"]["data"]["mean_test_acc"]
-    assert f"{means['static']:.2f}" in two and f"{means['dynamic']:.2f}" in two
+    headline = exp["data"]["metrics"]["metrics/headline.json"]["data"]
+    at = next(i for i, line in enumerate(lines) if line.startswith("two-seeds"))
+    two = lines[at]
+    assert f"{headline['acc']['static']:.2f}" in two and f"{headline['acc']['dynamic']:.2f}" in two
+    # The verdict in full, wrapped under its column rather than cut.
+    start = lines[0].index("verdict")
+    wrapped = [two[start:], *(line[start:] for line in lines[at + 1:] if line[:start].strip() == "")]
+    comparison = json.loads(proj.git("show", f"{exp['rev']}:metrics/comparison.json").stdout)
+    assert " ".join(wrapped) == " ".join(comparison["verdict"].split())

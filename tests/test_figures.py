@@ -129,8 +129,11 @@ def test_curve_csv_carries_stopped_runs_forward(runs, tmp_path):
     curves.write_csvs(tmp_path / "c", runs)
     rows = (tmp_path / "c" / "test_acc.csv").read_text().splitlines()
     assert "3,static,60,14.1421,45.8579,74.1421,1" in rows  # one of two seeds still running at epoch 3
+    # The LR: each seed's own steps over the epochs it trained, never a mean of steps or a carried value.
     lr = (tmp_path / "c" / "lr.csv").read_text().splitlines()
-    assert lr[1:3] == ["1,static,0.1,0,0.1,0.1,2", "2,static,0.1,0,0.1,0.1,2"]
+    assert lr == ["epoch,schedule,seed,lr", "1,static,0,0.1", "2,static,0,0.1", "3,static,0,0.1", "1,static,1,0.1",
+                  "2,static,1,0.1", "1,dynamic,0,0.1", "2,dynamic,0,0.1", "3,dynamic,0,0.01", "4,dynamic,0,0.01",
+                  "1,dynamic,1,0.1", "2,dynamic,1,0.01", "3,dynamic,1,0.01", "4,dynamic,1,0.001"]
 
 
 def test_a_stopped_run_holds_its_last_value_and_one_seed_has_no_spread(tmp_path):

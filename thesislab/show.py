@@ -1,11 +1,12 @@
-"""python -m thesislab.show: every experiment's headline in a table that fits 100 columns.
+"""python -m thesislab.show: every experiment's headline in a table that fits your terminal (at most 100 columns).
 
     python -m thesislab.show              # the workspace, each commit's baseline and its experiments
     python -m thesislab.show --width 80
+    python -m thesislab.show --all        # every param that differs between the rows, however wide
 
-`dvc exp show` prints every param and metric, hundreds of columns wide; this reads its JSON (`dvc exp show
---json`) and keeps what a reader compares: the params that differ between the rows, the seeds, each schedule's
-mean test accuracy, and the verdict (cut to fit, in full in each row's plots/comparison.md).
+It reads `dvc exp show --json` (and each row's metrics/comparison.json, for its verdict sentence) and keeps what a
+reader compares: the params that differ between the rows (the ones that tell most rows apart first), the seeds,
+each schedule's mean test accuracy, and the verdict sentence, wrapped onto as many lines as it needs.
 """
 
 import argparse
@@ -13,21 +14,27 @@ import json
 import shutil
 import subprocess
 import sys
+import textwrap
 
 from thesislab.errors import UserError, stage_main
 
-COMPARISON, PARAMS = "metrics/comparison.json", "params.yaml"
+HEADLINE, PARAMS, COMPARISON = "metrics/headline.json", "params.yaml", "metrics/comparison.json"
 
 
-def rows(shown) -> list:
-    """[(name, params, comparison)] per row of `dvc exp show --json`, baselines then their experiments."""
+def rows(shown, comparison_at=None) -> list:
+    """[(name, params, headline)] per row of `dvc exp show --json`, baselines then their experiments; each
+    headline with its verdict sentence, from the row's comparison.json (comparison_at(rev) reads it)."""
+    comparison_at = comparison_at or _comparison_at
     out = []
 
     def add(entry, name):
         data = entry.get("data") or {}
         params = ((data.get("params") or {}).get(PARAMS) or {}).get("data") or {}
-        comparison = ((data.get("metrics") or {}).get(COMPARISON) or {}).get("data") or {}
-        out.append((name, _flat(params), comparison))
+        headline = ((data.get("metrics") or {}).get(HEADLINE) or {}).get("data")
+        comparison = comparison_at(entry.get("rev") or "workspace") or {}
+        if not headline:  # a commit made before headline.json: its comparison.json was the declared metric
+            headline = {"acc": comparison.get("mean_test_acc") or {}, "n_seeds": comparison.get("seeds")}
+        out.append((name, _flat(params), {**headline, "verdict": comparison.get("verdict")}))
 
     for base in shown:
         rev = base.get("rev") or "?"
@@ -36,6 +43,26 @@ def rows(shown) -> list:
             for rev in exp.get("revs") or []:
                 add(rev, exp.get("name") or rev.get("name") or (rev.get("rev") or "?")[:7])
     return out
+
+
+def _comparison_at(rev):
+    """metrics/comparison.json as the workspace or a commit holds it (None where it has none or it is damaged)."""
+    if rev == "workspace":
+        try:
+            with open(COMPARISON) as f:
+                text = f.read()
+        except OSError:
+            return None
+    else:
+        shown = subprocess.run(["git", "show", f"{rev}:{COMPARISON}"], capture_output=True, text=True)
+        if shown.returncode != 0:
+            return None
+        text = shown.stdout
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _flat(d, prefix=""):
@@ -49,45 +76,48 @@ def _flat(d, prefix=""):
 
 
 def changed_params(table) -> list:
-    """The params whose values differ between rows (seeds aside: its own column)."""
-    keys = sorted({k for _, params, _ in table for k in params})
-    return [k for k in keys if k != "seeds" and len({json.dumps(p.get(k)) for _, p, _ in table}) > 1]
+    """The params whose values differ between rows (seeds aside: its own column), those that tell most rows
+    apart first (then in params.yaml's order)."""
+    keys = list(dict.fromkeys(k for _, params, _ in table for k in params))
+    distinct = {k: len({json.dumps(p.get(k)) for _, p, _ in table}) for k in keys if k != "seeds"}
+    return sorted((k for k, n in distinct.items() if n > 1), key=lambda k: -distinct[k])
 
 
-VERDICT_ROOM = 30  # the verdict keeps at least this many characters; param columns go first when they do not fit
-CELL = 18  # a longer param value is cut
+VERDICT_ROOM = 30  # the verdict column keeps at least this many characters; param columns go first when they do not fit
+CELL = 18  # a longer param value is cut, unless --all
 
 
-def render(table, width=100) -> str:
-    schedules = list(dict.fromkeys(s for _, _, c in table for s in (c.get("mean_test_acc") or {})))
+def render(table, width=100, everything=False) -> str:
+    schedules = list(dict.fromkeys(s for _, _, h in table for s in (h.get("acc") or {})))
+    cut = None if everything else CELL
 
     def column(title, cells):
-        cells = [c if len(c) <= CELL else c[: CELL - 3] + "..." for c in cells]
+        cells = [c if cut is None or len(c) <= cut else c[: cut - 3] + "..." for c in cells]
         return [title, *cells], max(len(title), *(len(c) for c in cells))
 
     fixed = [column("experiment", [name for name, _, _ in table]),
-             column("seeds", [_cell(c.get("seeds")) for _, _, c in table]),
-             *(column(f"{s} %", [_cell((c.get("mean_test_acc") or {}).get(s), 2) for _, _, c in table])
-               for s in schedules)]
+             column("seeds", [_cell(h.get("n_seeds")) for _, _, h in table]),
+             *(column(f"{s} %", [_cell((h.get("acc") or {}).get(s), 2) for _, _, h in table]) for s in schedules)]
     used = sum(w + 2 for _, w in fixed)
     shown, hidden = [], []
     for key in changed_params(table):
         col = column(key, [_cell(p.get(key)) for _, p, _ in table])
-        if used + col[1] + 2 + VERDICT_ROOM <= width:
+        if everything or used + col[1] + 2 + VERDICT_ROOM <= width:
             shown.append(col)
             used += col[1] + 2
         else:
             hidden.append(key)
     columns = [fixed[0], *shown, *fixed[1:]]
-    room = max(12, width - used)
-    verdicts = ["verdict", *(c.get("verdict") or "-" for _, _, c in table)]
+    room = max(VERDICT_ROOM, width - used)
+    verdicts = ["verdict", *(h.get("verdict") or "-" for _, _, h in table)]
     lines = []
     for i, verdict in enumerate(verdicts):
-        cells = [cells[i].ljust(w) for cells, w in columns]
-        cut = verdict if len(verdict) <= room else verdict[: room - 3] + "..."
-        lines.append("  ".join([*cells, cut]).rstrip())
+        cells = "  ".join(cells[i].ljust(w) for cells, w in columns)
+        wrapped = textwrap.wrap(verdict, room, break_on_hyphens=False) or ["-"]
+        lines.append(f"{cells}  {wrapped[0]}".rstrip())
+        lines += [" " * (len(cells) + 2) + more for more in wrapped[1:]]
     if hidden:
-        lines.append(f"(also differ: {', '.join(hidden)}; `dvc exp show --only-changed` has them)"[:width])
+        lines += textwrap.wrap(f"(also differ: {', '.join(hidden)}; --all shows them)", width)
     return "\n".join(lines)
 
 
@@ -104,11 +134,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m thesislab.show", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--width", type=int, default=min(100, shutil.get_terminal_size((100, 20)).columns))
+    ap.add_argument("--all", action="store_true", help="every param that differs between the rows, uncut")
     args = ap.parse_args(argv)
     out = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
     if out.returncode != 0:
         raise UserError(f"dvc exp show failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")
-    print(render(rows(json.loads(out.stdout)), args.width))
+    print(render(rows(json.loads(out.stdout)), args.width, args.all))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 Runs stop at different epochs (loss_stop, plateau). A run that has stopped keeps its last value in the mean
 of later epochs (its model no longer changes), so the mean does not jump when the first seed stops;
 `running` says how many seeds were still training at each epoch.
+
+The learning rate is the exception: each seed's own steps, as it trained them (a mean of step functions is an
+LR no run ever used).
 """
 
 import csv
@@ -15,6 +18,8 @@ from thesislab import io
 # The curves written for `dvc plots`: <folder>/<quantity>.csv. dvc.yaml's top-level plots name these files.
 QUANTITIES = ("test_acc", "val_acc", "train_loss", "lr")
 CSV_COLUMNS = ("epoch", "schedule", "mean", "std", "low", "high", "running")
+PER_SEED = {"lr"}  # a row per (epoch, schedule, seed): PER_SEED_COLUMNS, then the seed's own value (column <key>)
+PER_SEED_COLUMNS = ("epoch", "schedule", "seed")
 
 
 def over_seeds(runs, key):
@@ -40,18 +45,26 @@ def mean_and_std(values):
 
 
 def write_csvs(folder, runs_by_arm):
-    """<folder>/<quantity>.csv, long format: a row per (epoch, schedule) with the mean, std and mean +- std."""
+    """<folder>/<quantity>.csv, long format: a row per (epoch, schedule) with the mean, std and mean +- std;
+    for PER_SEED quantities a row per (epoch, schedule, seed) over the epochs that seed trained."""
     for key in QUANTITIES:
         buf = _io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for arm, runs in runs_by_arm.items():
-            epochs, values, last = over_seeds(runs, key)
-            mean, std = mean_and_std(values)
-            for j, e in enumerate(epochs):
-                running = sum(end >= e for end in last)
-                writer.writerow([int(e), arm, *(_cell(v) for v in (mean[j], std[j], mean[j] - std[j],
-                                                                    mean[j] + std[j])), running])
+        if key in PER_SEED:
+            writer.writerow([*PER_SEED_COLUMNS, key])
+            for arm, runs in runs_by_arm.items():
+                for run in runs:
+                    for e, row in enumerate(run.rows, 1):
+                        writer.writerow([e, arm, run.summary["seed"], "" if row[key] is None else f"{row[key]:.6g}"])
+        else:
+            writer.writerow(CSV_COLUMNS)
+            for arm, runs in runs_by_arm.items():
+                epochs, values, last = over_seeds(runs, key)
+                mean, std = mean_and_std(values)
+                for j, e in enumerate(epochs):
+                    running = sum(end >= e for end in last)
+                    writer.writerow([int(e), arm, *(_cell(v) for v in (mean[j], std[j], mean[j] - std[j],
+                                                                        mean[j] + std[j])), running])
         io.write_text(f"{folder}/{key}.csv", buf.getvalue())
 
 

@@ -1,6 +1,35 @@
-"""comparison.md: the comparison as a table a reader takes in at a glance, with the verdict in words."""
+"""The comparison for readers: comparison.md, a table taken in at a glance with the verdict in words, and
+headline.json, the few numbers `dvc exp show` and `dvc metrics diff` list per experiment."""
 
 from thesislab.comparison import looks, statistics
+from thesislab.comparison.sequential import BETTER, CONTINUE, EQUIVALENT, INCONCLUSIVE, NO_VERDICT, WORSE
+
+# The verdict of each challenger in one word (the sentence, too wide for a table, is comparison.json's `verdict`).
+VERDICT_WORDS = {BETTER: "beats", WORSE: "trails", EQUIVALENT: "equivalent", INCONCLUSIVE: "inconclusive",
+                 NO_VERDICT: "no verdict", CONTINUE: "continue"}
+
+
+def headline(comparison) -> dict:
+    """headline.json: what `dvc exp show` lists first, readable in the first 120 columns of its table: each
+    schedule's mean test accuracy (`acc.<schedule>`), each challenger's verdict word, difference from the
+    baseline in points, p and 95% CI (`<challenger>.verdict`, `.diff`, `.p`, `.ci_low`, `.ci_high`), and the
+    seeds compared. Rounded as a reader quotes them; comparison.json keeps every digit, the verdict sentence and
+    the details."""
+    out = {"acc": {arm: _rounded(mean, 2) for arm, mean in comparison["mean_test_acc"].items()}}
+    for name, d in comparison["difference"].items():
+        out[name] = {"verdict": VERDICT_WORDS[d["verdict_code"]], "diff": _rounded(d["mean"], 2),
+                     "p": _significant(d["p_value"], 3), "ci_low": _rounded(d["ci95_low"], 2),
+                     "ci_high": _rounded(d["ci95_high"], 2)}
+    out["n_seeds"] = comparison["seeds"]  # not `seeds`: a param has that name, and DVC would prefix both columns
+    return out
+
+
+def _rounded(x, digits):
+    return None if x is None else round(x, digits)
+
+
+def _significant(x, digits):
+    return None if x is None else float(f"{x:.{digits}g}")
 
 THESIS = {  # the thesis's own numbers, beside ours
     "speedsigns": "thesis (real signs): 97.6% train, 95.1% test",

@@ -1,0 +1,65 @@
+"""python -m thesislab.show's table: the params that tell rows apart first, the verdict wrapped, --all."""
+
+from thesislab import show
+
+LONG = ("inconclusive: dynamic - static = +1.70 points (95% CI -0.40 to +3.80, p = 0.0736); 3 seeds could "
+        "detect 2.76 points, about 25 seeds would detect 0.5")
+
+
+def row(name, verdict=LONG, **params):
+    return (name, {"seeds": [0, 1, 2], "normalize": True, "lr": 0.05, "model": "signnet", **params},
+            {"acc": {"static": 94.39, "dynamic": 96.09}, "n_seeds": 3, "verdict": verdict})
+
+
+def test_the_params_that_tell_most_rows_apart_come_first():
+    table = [row("workspace"), row("a", lr=0.01), row("b", lr=0.02, normalize=False), row("c", lr=0.03)]
+    header = show.render(table, width=200).splitlines()[0].split()
+    # lr has 4 values, normalize 2 (and comes first in params.yaml): lr first; model and seeds never differ.
+    assert header[:3] == ["experiment", "lr", "normalize"] and "model" not in header
+    assert header[3:] == ["seeds", "static", "%", "dynamic", "%", "verdict"]
+
+
+def test_the_verdict_is_wrapped_under_its_column_not_cut():
+    lines = show.render([row("workspace"), row("main")], width=70).splitlines()
+    assert all(len(line) <= 70 for line in lines)
+    start = lines[0].index("verdict")
+    for name in ("workspace", "main"):
+        at = next(i for i, line in enumerate(lines) if line.startswith(name))
+        follow = []
+        for line in lines[at + 1:]:
+            if line[:start].strip():
+                break
+            follow.append(line[start:])
+        assert " ".join([lines[at][start:], *follow]) == LONG
+    assert lines[1].split()[:4] == ["workspace", "3", "94.39", "96.09"]
+
+
+def test_params_that_do_not_fit_are_named_and_all_shows_them():
+    wide = {f"augmentation.knob_{i}": i for i in range(3)}
+    table = [row("workspace"), row("x", **{k: v + 10 for k, v in wide.items()})]
+    narrow = show.render(table, width=80)
+    assert "(also differ: " in narrow and "--all shows them" in narrow
+    hidden = narrow.split("(also differ: ")[1].split(";")[0].replace("\n", " ").split(", ")
+    assert hidden and all(k in wide for k in hidden)
+    assert all(k not in narrow.splitlines()[0] for k in hidden)
+    everything = show.render(table, width=80, everything=True)
+    assert all(k in everything.splitlines()[0] for k in wide) and "also differ" not in everything
+
+
+def test_each_row_gets_its_own_verdict_and_older_commits_still_show():
+    """The verdict sentence comes from the row's own comparison.json; a commit made before headline.json (its
+    comparison.json was the declared metric) shows its accuracies and seeds from that file."""
+    headline = {"metrics/headline.json": {"data": {"acc": {"static": 94.0, "dynamic": 96.5}, "n_seeds": 3}}}
+    shown = [{"rev": "workspace", "data": {"params": {"params.yaml": {"data": {"lr": 0.02}}}, "metrics": headline}},
+             {"rev": "abcdef1234", "data": {"params": {"params.yaml": {"data": {"lr": 0.05}}}, "metrics": {}}}]
+    comparisons = {"workspace": {"verdict": "dynamic beats static by 2.50 points", "seeds": 3},
+                   "abcdef1234": {"verdict": "dynamic beats static by 1.00 points", "seeds": 5,
+                                  "mean_test_acc": {"static": 95.0, "dynamic": 96.0}}}
+    table = show.rows(shown, comparisons.get)
+    assert table == [
+        ("workspace", {"lr": 0.02}, {"acc": {"static": 94.0, "dynamic": 96.5}, "n_seeds": 3,
+                                     "verdict": "dynamic beats static by 2.50 points"}),
+        ("abcdef1", {"lr": 0.05}, {"acc": {"static": 95.0, "dynamic": 96.0}, "n_seeds": 5,
+                                   "verdict": "dynamic beats static by 1.00 points"})]
+    assert show.render(table).splitlines()[2].split() == ["abcdef1", "0.05", "5", "95.00", "96.00", "dynamic",
+                                                          "beats", "static", "by", "1.00", "points"]
