@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from thesislab.sweep import __main__ as sweep_main
@@ -108,3 +109,24 @@ def test_a_command_that_cannot_start_is_127_with_its_reason_in_the_log(tmp_path)
     assert done.returncode == 127, done.stderr
     assert "error: cannot start no-such-program: No such file or directory" in log.read_text()
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
+
+
+def test_an_experiment_without_a_git_identity_is_refused_before_any_work(tmp_path, monkeypatch):
+    """-n saves a git commit: with no name and email for git, one line saying how to set them (DVC would fail
+    after training). Git's own rule decides, so the test forbids guessing one from the host."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.useConfigOnly")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "true")
+    with pytest.raises(plan.UserError) as refused:
+        plan.check_git_identity()
+    assert str(refused.value) == ("git has no name and email to save the experiment with: git config --global "
+                                  "user.name 'Your Name' && git config --global user.email you@example.com")
+    subprocess.run(["git", "config", "user.name", "A Student"], check=True)
+    subprocess.run(["git", "config", "user.email", "a@example.com"], check=True)
+    plan.check_git_identity()  # an identity: nothing to say

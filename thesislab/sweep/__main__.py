@@ -155,6 +155,7 @@ def sweep(opts):
     engine = make_engine(opts, env)
     experiment = bool(opts.name or opts.set_param)
     if experiment:
+        plan.check_git_identity()
         plan.check_experiment_name(opts.name)
     plan.set_params(opts.set_param)
     upstream = plan.upstream_stages()
@@ -162,7 +163,8 @@ def sweep(opts):
         plan.dvc("repro", *upstream)
     if experiment and plan.missing_cached_outputs():
         raise UserError("this workspace lacks the model files of its committed runs (a fresh clone: DVC's cache "
-                        "is not in git), which an experiment must hold; `dvc pull` them, or run without -n/-S")
+                        "is not in git), which an experiment must hold; `make run` trains them again, bit for bit "
+                        "(or `dvc pull` them, if you have set a DVC remote)")
     batch(engine, cfg, opts, rebuild=not experiment)
     while (record := next_look(cfg)) is not None:
         seeds = record["next_seeds"]
@@ -176,8 +178,8 @@ def sweep(opts):
     absent = plan.missing_cached_outputs()
     if absent:
         print(f"note: {len(absent)} runs are up to date but their model files are not here ({absent[0]}, ...): "
-              "DVC's cache is not in git; `dvc pull` brings them from a remote, `dvc repro -f -s train@<run>` "
-              "trains one again")
+              "DVC's cache is not in git; `make run` trains them again, bit for bit (or `dvc pull` brings them, "
+              "if you have set a DVC remote)")
     if experiment:
         plan.save_experiment(opts.name)
     lock.close()

@@ -310,6 +310,15 @@ def check_experiment_name(name):
         raise UserError(f"-n {name}: an experiment of that name exists (dvc exp remove {name}, or another name)")
 
 
+def check_git_identity():
+    """An experiment is a git commit: refuse, before any work, when git has no name and email to sign it with
+    (DVC would fail only after training, with "unexpected error")."""
+    ident = subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], capture_output=True, text=True)
+    if ident.returncode != 0:
+        raise UserError("git has no name and email to save the experiment with: git config --global user.name "
+                        "'Your Name' && git config --global user.email you@example.com")
+
+
 def save_experiment(name):
     """The workspace as a DVC experiment (`dvc exp save`), named like `dvc exp run -n` would name it."""
     include = [arg for path in git_outputs() for arg in ("--include-untracked", path)]
