@@ -51,6 +51,19 @@ def code_blocks(text):
     return re.findall(r"```(?:bash)?\n(.*?)```", text, flags=re.S)
 
 
+def test_the_quick_starts_verdict_is_the_committed_one():
+    """`make run` reproduces the committed runs bit for bit, so it prints the committed comparison's verdict: the
+    README's capture of it, and its quote under "Reading the verdict", are that sentence, word for word."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    verdict = json.loads(committed("metrics/comparison.json"))["verdict"]
+    capture = code_blocks(section(readme, "Quick start"))
+    assert f"verdict: {verdict}" in [line for block in capture for line in block.splitlines()]
+    quoted = re.search(r"The default run \(3 seeds, committed here\) says: \*(.*?)\*", readme, flags=re.S).group(1)
+    assert " ".join(quoted.split()) == verdict
+
+
 @pytest.mark.slow
 def test_the_first_experiment_prints_what_the_readme_shows(tmp_path):
     """The README's first experiment, typed as written in a new project with the shipped params: the numbers it
