@@ -1,4 +1,5 @@
-"""python -m thesislab.show's table: the params that tell rows apart first, the verdict wrapped, --all."""
+"""python -m thesislab.show's table: the params that tell rows apart first, each verdict wrapped under its row,
+--all."""
 
 from thesislab import show
 
@@ -16,22 +17,19 @@ def test_the_params_that_tell_most_rows_apart_come_first():
     header = show.render(table, width=200).splitlines()[0].split()
     # lr has 4 values, normalize 2 (and comes first in params.yaml): lr first; model and seeds never differ.
     assert header[:3] == ["experiment", "lr", "normalize"] and "model" not in header
-    assert header[3:] == ["seeds", "static", "%", "dynamic", "%", "verdict"]
+    assert header[3:] == ["seeds", "static", "%", "dynamic", "%"]
 
 
-def test_the_verdict_is_wrapped_under_its_column_not_cut():
-    lines = show.render([row("workspace"), row("main")], width=70).splitlines()
+def test_each_verdict_is_wrapped_under_its_row_not_cut():
+    other = "dynamic beats static by 1.00 points (95% CI +0.50 to +1.50, p = 0.01, 5 seeds)"
+    lines = show.render([row("workspace"), row("main", verdict=other)], width=70).splitlines()
     assert all(len(line) <= 70 for line in lines)
-    start = lines[0].index("verdict")
-    for name in ("workspace", "main"):
-        at = next(i for i, line in enumerate(lines) if line.startswith(name))
-        follow = []
-        for line in lines[at + 1:]:
-            if line[:start].strip():
-                break
-            follow.append(line[start:])
-        assert " ".join([lines[at][start:], *follow]) == LONG
-    assert lines[1].split()[:4] == ["workspace", "3", "94.39", "96.09"]
+    assert lines[1].split() == ["workspace", "3", "94.39", "96.09"]
+    at = lines.index(next(line for line in lines if line.startswith("main")))
+    under_workspace, under_main = lines[2:at], lines[at + 1:]
+    assert len(under_workspace) > 1 and all(line.startswith(show.INDENT + line.strip()) for line in under_workspace)
+    assert " ".join(line.strip() for line in under_workspace) == LONG
+    assert " ".join(line.strip() for line in under_main) == other
 
 
 def test_params_that_do_not_fit_are_named_and_all_shows_them():
@@ -61,5 +59,6 @@ def test_each_row_gets_its_own_verdict_and_older_commits_still_show():
                                      "verdict": "dynamic beats static by 2.50 points"}),
         ("abcdef1", {"lr": 0.05}, {"acc": {"static": 95.0, "dynamic": 96.0}, "n_seeds": 5,
                                    "verdict": "dynamic beats static by 1.00 points"})]
-    assert show.render(table).splitlines()[2].split() == ["abcdef1", "0.05", "5", "95.00", "96.00", "dynamic",
-                                                          "beats", "static", "by", "1.00", "points"]
+    lines = show.render(table).splitlines()
+    assert lines[3].split() == ["abcdef1", "0.05", "5", "95.00", "96.00"]
+    assert lines[4] == show.INDENT + "dynamic beats static by 1.00 points"

@@ -5,8 +5,8 @@
     python -m thesislab.show --all        # every param that differs between the rows, however wide
 
 It reads `dvc exp show --json` (and each row's metrics/comparison.json, for its verdict sentence) and keeps what a
-reader compares: the params that differ between the rows (the ones that tell most rows apart first), the seeds,
-each schedule's mean test accuracy, and the verdict sentence, wrapped onto as many lines as it needs.
+reader compares: a row per experiment with the params that differ between the rows (the ones that tell most rows
+apart first), the seeds and each schedule's mean test accuracy; under it, indented, its verdict sentence.
 """
 
 import argparse
@@ -83,8 +83,8 @@ def changed_params(table) -> list:
     return sorted((k for k, n in distinct.items() if n > 1), key=lambda k: -distinct[k])
 
 
-VERDICT_ROOM = 30  # the verdict column keeps at least this many characters; param columns go first when they do not fit
 CELL = 18  # a longer param value is cut, unless --all
+INDENT = "  "  # a row's verdict sentence: on the lines under it, indented, wrapped to the width
 
 
 def render(table, width=100, everything=False) -> str:
@@ -102,20 +102,18 @@ def render(table, width=100, everything=False) -> str:
     shown, hidden = [], []
     for key in changed_params(table):
         col = column(key, [_cell(p.get(key)) for _, p, _ in table])
-        if everything or used + col[1] + 2 + VERDICT_ROOM <= width:
+        if everything or used + col[1] + 2 <= width:
             shown.append(col)
             used += col[1] + 2
         else:
             hidden.append(key)
     columns = [fixed[0], *shown, *fixed[1:]]
-    room = max(VERDICT_ROOM, width - used)
-    verdicts = ["verdict", *(h.get("verdict") or "-" for _, _, h in table)]
     lines = []
-    for i, verdict in enumerate(verdicts):
-        cells = "  ".join(cells[i].ljust(w) for cells, w in columns)
-        wrapped = textwrap.wrap(verdict, room, break_on_hyphens=False) or ["-"]
-        lines.append(f"{cells}  {wrapped[0]}".rstrip())
-        lines += [" " * (len(cells) + 2) + more for more in wrapped[1:]]
+    for i in range(len(table) + 1):
+        lines.append("  ".join(cells[i].ljust(w) for cells, w in columns).rstrip())
+        if i:
+            verdict = table[i - 1][2].get("verdict") or "no comparison"
+            lines += [INDENT + line for line in textwrap.wrap(verdict, width - len(INDENT), break_on_hyphens=False)]
     if hidden:
         lines += textwrap.wrap(f"(also differ: {', '.join(hidden)}; --all shows them)", width)
     return "\n".join(lines)
