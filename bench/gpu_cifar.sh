@@ -46,7 +46,7 @@ copy=$(mktemp -d)
 tar --exclude=./.venv --exclude=./.git --exclude=./.gpu --exclude=./.sweep -cf - . | tar -xf - -C "$copy"
 mkdir -p "$copy/data/sources"
 mv "$DATA/cifar10" "$copy/data/sources/cifar10"
-rm -rf "$copy"/metrics/runs/* "$copy"/metrics/comparison.json  # the tree's committed runs: never reported as these
+rm -rf "$copy"/metrics/runs/* "$copy"/metrics/comparison.json "$copy"/metrics/headline.json  # the tree's committed runs: never reported as these
 cd "$copy" || exit 1
 { git init -q && git add -A && git -c user.name=gpu -c user.email=gpu@localhost commit -qm copy; } >>"$LOG" 2>&1
 
