@@ -163,8 +163,9 @@ def sweep(opts):
         plan.dvc("repro", *upstream)
     if experiment and plan.missing_cached_outputs():
         raise UserError("this workspace lacks the model files of its committed runs (a fresh clone: DVC's cache "
-                        "is not in git), which an experiment must hold; `make run` trains them again, bit for bit "
-                        "(or `dvc pull` them, if you have set a DVC remote)")
+                        "is not in git), which an experiment must hold; `git checkout params.yaml && make run` trains "
+                        "them again (bit for bit on x86-64 with AVX2; or `dvc pull` them, if you have set a DVC "
+                        "remote), then run this again")
     batch(engine, cfg, opts, rebuild=not experiment)
     while (record := next_look(cfg)) is not None:
         seeds = record["next_seeds"]
@@ -178,8 +179,8 @@ def sweep(opts):
     absent = plan.missing_cached_outputs()
     if absent:
         print(f"note: {len(absent)} runs are up to date but their model files are not here ({absent[0]}, ...): "
-              "DVC's cache is not in git; `make run` trains them again, bit for bit (or `dvc pull` brings them, "
-              "if you have set a DVC remote)")
+              "DVC's cache is not in git; `make run` trains them again (bit for bit on x86-64 with AVX2; or `dvc "
+              "pull` brings them, if you have set a DVC remote)")
     if experiment:
         plan.save_experiment(opts.name)
     lock.close()

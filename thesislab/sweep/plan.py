@@ -8,6 +8,7 @@ train stages up to date and runs the comparison. docs/design.md says why not the
 
 import contextlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -311,10 +312,19 @@ def check_experiment_name(name):
 
 
 def check_git_identity():
-    """An experiment is a git commit: refuse, before any work, when git has no name and email to sign it with
-    (DVC would fail only after training, with "unexpected error")."""
-    ident = subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], capture_output=True, text=True)
-    if ident.returncode != 0:
+    """An experiment is a git commit: refuse, before any work, when there is no name and email to sign it with
+    (DVC would fail only after training, with "unexpected error"). DVC's git backend takes them from the
+    GIT_AUTHOR_*/GIT_COMMITTER_* variables or git's config and, unlike git, never guesses from $EMAIL or the
+    host name."""
+
+    def configured(key):
+        return subprocess.run(["git", "config", key], capture_output=True, text=True).stdout.strip()
+
+    for role in ("AUTHOR", "COMMITTER"):
+        name = os.environ.get(f"GIT_{role}_NAME") or configured("user.name")
+        email = os.environ.get(f"GIT_{role}_EMAIL") or configured("user.email")
+        if name and email:
+            continue
         raise UserError("git has no name and email to save the experiment with: git config --global user.name "
                         "'Your Name' && git config --global user.email you@example.com")
 
