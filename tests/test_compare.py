@@ -471,3 +471,24 @@ def test_a_decision_on_far_from_normal_differences_says_so():
     assert "seed 11 an outlier" in text and result["paired"]["dynamic"]["test_acc"]["outlier_seed"] == 11
     code, text, _ = verdict_of([95.0, 95.2, 94.8, 95.1, 94.9], [96.0, 96.1, 95.9, 96.2, 95.8])
     assert code == cmp.BETTER and "caution" not in text
+
+
+def test_under_a_sequential_design_the_headline_is_the_looks_not_the_descriptive_p():
+    """A design decides on its look's repeated CI: the headline shows that look's difference and interval, with
+    the design's word (continue here), and no fixed-n p beside it (descriptive under a design)."""
+    from conftest import tiny_config
+
+    from thesislab.comparison import looks
+
+    static, dynamic = [95.0, 96.0, 94.5, 95.5, 95.0], [95.8, 95.4, 95.9, 95.1, 96.2]
+    a = arms(static, dynamic)
+    cfg = tiny_config(seeds=list(range(5)), compare={"sequential": {"max_seeds": 15, "every": 5}})
+    diffs = {"dynamic": {s: d - b for s, (b, d) in enumerate(zip(static, dynamic))}}
+    record, _ = looks.advance({}, cfg, {"static": [], "dynamic": []}, diffs)
+    result = cmp.with_design(cmp.compare(a, SETTINGS), record, a)
+    headline = report.headline(result)["dynamic"]
+    look = record["looks"][-1]["challengers"]["dynamic"]
+    assert headline == {"verdict": "continue", "diff": round(look["mean"], 2), "p": None,
+                        "ci_low": round(look["low"], 2), "ci_high": round(look["high"], 2)}
+    assert (headline["ci_low"], headline["ci_high"]) != (round(result["difference"]["dynamic"]["ci95_low"], 2),
+                                                         round(result["difference"]["dynamic"]["ci95_high"], 2))

@@ -316,7 +316,7 @@ def code(record, name) -> int:
     return CODES[decided["decision"]] if decided else sq.CONTINUE
 
 
-def _latest(record, name):
+def latest(record, name):
     """(the look, its numbers for `name`): the look that decided, or the last one."""
     for look in reversed(record["looks"]):
         if name in look["challengers"]:
@@ -334,7 +334,7 @@ def verdict(record, fixed_n=None) -> str:
     of, budget = record["of"], params["max_seeds"]
     parts = []
     for name in [s for s in params["schedules"] if s != baseline]:
-        look, e = _latest(record, name)
+        look, e = latest(record, name)
         ci = f"{level} {signed(e['low'])} to {signed(e['high'])}"
         where = f"look {look['look']} of {of}, {look['n']} seeds"
         decision = e["decision"]

@@ -14,12 +14,17 @@ def headline(comparison) -> dict:
     schedule's mean test accuracy (`acc.<schedule>`), each challenger's verdict word, difference from the
     baseline in points, p and 95% CI (`<challenger>.verdict`, `.diff`, `.p`, `.ci_low`, `.ci_high`), and the
     seeds compared. Rounded as a reader quotes them; comparison.json keeps every digit, the verdict sentence and
-    the details."""
+    the details. Under a sequential design the numbers are its deciding (or latest) look's: the difference and
+    the repeated CI it decided on, and no p (the fixed-n p-values are descriptive there)."""
     out = {"acc": {arm: _rounded(mean, 2) for arm, mean in comparison["mean_test_acc"].items()}}
+    sequential = comparison.get("sequential") if comparison.get("method") == "sequential" else None
     for name, d in comparison["difference"].items():
-        out[name] = {"verdict": VERDICT_WORDS[d["verdict_code"]], "diff": _rounded(d["mean"], 2),
-                     "p": _significant(d["p_value"], 3), "ci_low": _rounded(d["ci95_low"], 2),
-                     "ci_high": _rounded(d["ci95_high"], 2)}
+        mean, low, high, p = d["mean"], d["ci95_low"], d["ci95_high"], d["p_value"]
+        if sequential:
+            _, look = looks.latest(sequential, name)
+            mean, low, high, p = look["mean"], look["low"], look["high"], None
+        out[name] = {"verdict": VERDICT_WORDS[d["verdict_code"]], "diff": _rounded(mean, 2),
+                     "p": _significant(p, 3), "ci_low": _rounded(low, 2), "ci_high": _rounded(high, 2)}
     out["n_seeds"] = comparison["seeds"]  # not `seeds`: a param has that name, and DVC would prefix both columns
     return out
 
@@ -30,6 +35,7 @@ def _rounded(x, digits):
 
 def _significant(x, digits):
     return None if x is None else float(f"{x:.{digits}g}")
+
 
 THESIS = {  # the thesis's own numbers, beside ours
     "speedsigns": "thesis (real signs): 97.6% train, 95.1% test",
