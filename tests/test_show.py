@@ -44,21 +44,28 @@ def test_params_that_do_not_fit_are_named_and_all_shows_them():
     assert all(k in everything.splitlines()[0] for k in wide) and "also differ" not in everything
 
 
-def test_each_row_gets_its_own_verdict_and_older_commits_still_show():
+def test_each_row_gets_its_own_verdict_and_older_commits_and_queued_runs_say_what_they_have():
     """The verdict sentence comes from the row's own comparison.json; a commit made before headline.json (its
-    comparison.json was the declared metric) shows its accuracies and seeds from that file."""
+    comparison.json was the declared metric) shows its accuracies, seeds and verdict from that metric; a queued
+    experiment has no results (DVC gives it none), so it shows its state, not its parent's numbers."""
     headline = {"metrics/headline.json": {"data": {"acc": {"static": 94.0, "dynamic": 96.5}, "n_seeds": 3}}}
+    older = {"metrics/comparison.json": {"data": {"verdict": "dynamic beats static by 1.00 points", "seeds": 5,
+                                                  "mean_test_acc": {"static": 95.0, "dynamic": 96.0}}}}
     shown = [{"rev": "workspace", "data": {"params": {"params.yaml": {"data": {"lr": 0.02}}}, "metrics": headline}},
-             {"rev": "abcdef1234", "data": {"params": {"params.yaml": {"data": {"lr": 0.05}}}, "metrics": {}}}]
+             {"rev": "abcdef1234", "data": {"params": {"params.yaml": {"data": {"lr": 0.05}}}, "metrics": older},
+              "experiments": [{"name": "later", "executor": {"state": "queued"},
+                               "revs": [{"rev": "5555555555", "data": {"params": {"params.yaml": {
+                                   "data": {"lr": 0.1}}}, "metrics": {}}}]}]}]
     comparisons = {"workspace": {"verdict": "dynamic beats static by 2.50 points", "seeds": 3},
-                   "abcdef1234": {"verdict": "dynamic beats static by 1.00 points", "seeds": 5,
-                                  "mean_test_acc": {"static": 95.0, "dynamic": 96.0}}}
+                   "5555555555": {"verdict": "the parent's verdict, not this experiment's"}}
     table = show.rows(shown, comparisons.get)
     assert table == [
         ("workspace", {"lr": 0.02}, {"acc": {"static": 94.0, "dynamic": 96.5}, "n_seeds": 3,
                                      "verdict": "dynamic beats static by 2.50 points"}),
         ("abcdef1", {"lr": 0.05}, {"acc": {"static": 95.0, "dynamic": 96.0}, "n_seeds": 5,
-                                   "verdict": "dynamic beats static by 1.00 points"})]
+                                   "verdict": "dynamic beats static by 1.00 points"}),
+        ("later", {"lr": 0.1}, {"verdict": "(queued)"})]
     lines = show.render(table).splitlines()
     assert lines[3].split() == ["abcdef1", "0.05", "5", "95.00", "96.00"]
     assert lines[4] == show.INDENT + "dynamic beats static by 1.00 points"
+    assert lines[5].split() == ["later", "0.1", "-", "-", "-"] and lines[6] == show.INDENT + "(queued)"

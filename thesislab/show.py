@@ -11,6 +11,7 @@ apart first), the seeds and each schedule's mean test accuracy; under it, indent
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,29 +28,37 @@ def rows(shown, comparison_at=None) -> list:
     comparison_at = comparison_at or _comparison_at
     out = []
 
-    def add(entry, name):
+    def add(entry, name, state=None):
         data = entry.get("data") or {}
         params = ((data.get("params") or {}).get(PARAMS) or {}).get("data") or {}
-        headline = ((data.get("metrics") or {}).get(HEADLINE) or {}).get("data")
-        comparison = comparison_at(entry.get("rev") or "workspace") or {}
-        if not headline:  # a commit made before headline.json: its comparison.json was the declared metric
-            headline = {"acc": comparison.get("mean_test_acc") or {}, "n_seeds": comparison.get("seeds")}
-        out.append((name, _flat(params), {**headline, "verdict": comparison.get("verdict")}))
+        metrics = data.get("metrics") or {}
+        headline = (metrics.get(HEADLINE) or {}).get("data")
+        older = (metrics.get(COMPARISON) or {}).get("data")  # a commit made before headline.json declared it
+        if headline:
+            verdict = (comparison_at(entry.get("rev") or "workspace") or {}).get("verdict")
+        elif older:
+            headline = {"acc": older.get("mean_test_acc") or {}, "n_seeds": older.get("seeds")}
+            verdict = older.get("verdict")
+        else:  # queued, running or failed: no results of its own (its commit holds its parent's files)
+            headline, verdict = {}, f"({state})" if state else None
+        out.append((name, _flat(params), {**headline, "verdict": verdict}))
 
     for base in shown:
         rev = base.get("rev") or "?"
         add(base, base.get("name") or (rev if rev == "workspace" else rev[:7]))
         for exp in base.get("experiments") or []:
+            state = (exp.get("executor") or {}).get("state")
             for rev in exp.get("revs") or []:
-                add(rev, exp.get("name") or rev.get("name") or (rev.get("rev") or "?")[:7])
+                add(rev, exp.get("name") or rev.get("name") or (rev.get("rev") or "?")[:7], state)
     return out
 
 
 def _comparison_at(rev):
     """metrics/comparison.json as the workspace or a commit holds it (None where it has none or it is damaged)."""
     if rev == "workspace":
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
         try:
-            with open(COMPARISON) as f:
+            with open(os.path.join(top or ".", COMPARISON)) as f:
                 text = f.read()
         except OSError:
             return None
