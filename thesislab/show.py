@@ -10,13 +10,14 @@ apart first), the seeds and each schedule's mean test accuracy; under it, indent
 """
 
 import argparse
+import functools
 import json
-import os
 import shutil
 import subprocess
 import sys
 import textwrap
 
+from thesislab.comparison import experiments
 from thesislab.errors import UserError, stage_main
 
 HEADLINE, PARAMS, COMPARISON = "metrics/headline.json", "params.yaml", "metrics/comparison.json"
@@ -55,23 +56,18 @@ def rows(shown, comparison_at=None) -> list:
 
 def _comparison_at(rev):
     """metrics/comparison.json as the workspace or a commit holds it (None where it has none or it is damaged)."""
-    if rev == "workspace":
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
-        try:
-            with open(os.path.join(top or ".", COMPARISON)) as f:
-                text = f.read()
-        except OSError:
-            return None
-    else:
-        shown = subprocess.run(["git", "show", f"{rev}:{COMPARISON}"], capture_output=True, text=True)
-        if shown.returncode != 0:
-            return None
-        text = shown.stdout
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = json.loads(experiments.Revision(rev, _top()).read(COMPARISON))
+    except (OSError, ValueError, UserError):  # FileNotFoundError is an OSError
         return None
     return data if isinstance(data, dict) else None
+
+
+@functools.cache
+def _top():
+    """The repository's top folder, so that the workspace's files are found from a subfolder too."""
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
+    return top or "."
 
 
 def _flat(d, prefix=""):
