@@ -107,6 +107,33 @@ def test_pinning_numpy_after_it_loaded_is_refused():
     assert out.startswith("refused: numpy was imported before its SIMD kernels were pinned")
 
 
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="numpy's kernels are pinned on x86-64 only")
+@pytest.mark.parametrize("shell", [{"NPY_ENABLE_CPU_FEATURES": "AVX2"}, {"NPY_ENABLE_CPU_FEATURES": ""},
+                                   {"NPY_DISABLE_CPU_FEATURES": "AVX2"}])
+def test_a_process_that_loaded_numpy_first_passes_the_pinned_choice_on(shell):
+    """The sweep and verify load numpy before they import a stage's module for its options (stages/__init__.py
+    pins there, not strictly): whatever numpy variable the shell holds, that is no error, and the processes they
+    start inherit the pinned choice. (A shell with NPY_ENABLE_CPU_FEATURES ended make run in a RuntimeError.)"""
+    code = ("import os, numpy\nfrom thesislab.sweep import plan\nfrom stages.train import parse_args\n"
+            "print(repr(os.environ.get('NPY_ENABLE_CPU_FEATURES')), os.environ['NPY_DISABLE_CPU_FEATURES'])\n")
+    out = subprocess.run([sys.executable, "-c", code], env=clean_env(**shell), cwd=ROOT, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert out.stdout.split(" ", 1) == ["None", arithmetic.NUMPY["NPY_DISABLE_CPU_FEATURES"] + "\n"]
+
+
+def test_predict_as_a_library_computes_with_portable_arithmetic():
+    """Imported, not run as a command, it pins all the same; after torch was loaded with other kernels it refuses
+    rather than compute with them."""
+    code = "import os\nimport thesislab.predict\nprint(os.environ['ATEN_CPU_CAPABILITY'], os.environ['MKL_CBWR'])\n"
+    out = subprocess.run([sys.executable, "-c", code], env=clean_env(**HOSTILE), capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["avx2", "COMPATIBLE"], out.stderr[-1000:]
+    late = subprocess.run([sys.executable, "-c", "import torch\n" + code], env=clean_env(**HOSTILE),
+                          capture_output=True, text=True)
+    assert late.returncode == 1 and "RuntimeError: torch was imported before the CPU arithmetic was pinned" in \
+        late.stderr
+
+
 def test_the_download_stage_makes_the_committed_sign_set(tmp_path):
     """The generated images of params.yaml as shipped, against the manifest dvc.lock records for them (made on
     an AVX2 machine): on an AVX-512 machine, numpy unpinned made a few images otherwise."""

@@ -70,17 +70,21 @@ def pin(portable: bool):
 def pin_numpy(strict=True):
     """Cap numpy's SIMD kernels at x86-64-v3 before numpy loads (stages/__init__.py does, for every stage; pin()
     too). Refused where numpy is loaded already without it (it would not apply), unless not strict: a process
-    that imports a stage's module for its options (the sweep) computes nothing with it."""
+    that imports a stage's module for its options (the sweep, verify) computes nothing with numpy, and only
+    passes the pinned environment on to the processes it starts (each of which pins again anyway)."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return
-    if "numpy" in sys.modules:
-        if strict and any(os.environ.get(k) != v for k, v in NUMPY.items()) or any(k in os.environ for k in NUMPY_CLEARED):
-            raise RuntimeError("numpy was imported before its SIMD kernels were pinned (NPY_DISABLE_CPU_FEATURES): "
-                               "pin_numpy() must come first")
-        return
+    if "numpy" in sys.modules and strict and not numpy_pinned():
+        raise RuntimeError("numpy was imported before its SIMD kernels were pinned (NPY_DISABLE_CPU_FEATURES): "
+                           "pin_numpy() must come first")
     os.environ.update(NUMPY)
     for name in NUMPY_CLEARED:
         os.environ.pop(name, None)
+
+
+def numpy_pinned() -> bool:
+    """Whether this process's environment holds numpy's pinned kernel choice (and no other)."""
+    return all(os.environ.get(k) == v for k, v in NUMPY.items()) and not any(k in os.environ for k in NUMPY_CLEARED)
 
 
 def has_avx2_and_fma() -> bool:

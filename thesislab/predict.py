@@ -13,8 +13,9 @@ import sys
 
 from thesislab import arithmetic
 
-if __name__ == "__main__":  # the command computes with the pipeline's portable arithmetic: set before torch loads
-    arithmetic.pin(True)
+# The command and the library alike compute with the pipeline's portable arithmetic, set before torch loads; a
+# caller that loaded torch first with other kernels is refused here (pin says why), never silently unpinned.
+arithmetic.pin(True)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -7,3 +7,11 @@ The engine schedules; this package only says what to run (each stale train stage
 unchanged) and records what finished with `dvc commit`, then lets `dvc repro` run the comparison. Modules:
 plan (the DVC side), engines (local, slurm, ray_engine), worker (what each task runs), board (progress).
 """
+
+from thesislab import arithmetic
+
+# The sweep and verify import numpy (and torch) for their own bookkeeping and compute nothing a run's numbers depend
+# on; each train stage they start pins its own arithmetic (stages/__init__.py, stages/train.py) before it loads
+# either. Pinning numpy here too, before it loads, keeps even the bookkeeping on the stages' kernels, and never
+# refuses: imported after numpy (a notebook, a test), it only passes the pinned environment on to its children.
+arithmetic.pin_numpy(strict=False)
