@@ -1,6 +1,8 @@
 """python -m thesislab.show's table: the params that tell rows apart first, each verdict wrapped under its row,
 --all."""
 
+import pytest
+
 from thesislab import show
 
 LONG = ("inconclusive: dynamic - static = +1.70 points (95% CI -0.40 to +3.80, p = 0.0736); 3 seeds could "
@@ -69,3 +71,38 @@ def test_each_row_gets_its_own_verdict_and_older_commits_and_queued_runs_say_wha
     assert lines[3].split() == ["abcdef1", "0.05", "5", "95.00", "96.00"]
     assert lines[4] == show.INDENT + "dynamic beats static by 1.00 points"
     assert lines[5].split() == ["later", "0.1", "-", "-", "-"] and lines[6] == show.INDENT + "(queued)"
+
+
+def test_a_failed_experiment_shows_that_it_failed_not_its_parents_results():
+    """As `dvc exp show --json` gives it (captured from DVC 3.67 after a queued `-S lr=0` failed at the check
+    stage): its row holds its parent's headline.json, and only the executor's state and the error say it failed."""
+    parent = {"metrics/headline.json": {"data": {"acc": {"static": 94.0, "dynamic": 96.5}, "n_seeds": 3}}}
+    shown = [{"rev": "abcdef1234", "data": {"params": {"params.yaml": {"data": {"lr": 0.01}}}, "metrics": parent},
+              "experiments": [{"name": "badlr", "executor": {"state": "failed", "name": None,
+                                                             "local": {"returncode": 255}},
+                               "revs": [{"rev": "c24b87282f", "name": "badlr",
+                                         "error": {"msg": "Experiment run failed", "type": ""},
+                                         "data": {"params": {"params.yaml": {"data": {"lr": 0}}},
+                                                  "metrics": parent}}]}]}]
+    comparisons = {"abcdef1234": {"verdict": "the parent's verdict"}, "c24b87282f": {"verdict": "the parent's verdict"}}
+    table = show.rows(shown, comparisons.get)
+    assert table[1] == ("badlr", {"lr": 0}, {"verdict": "(failed)"})
+    # The error alone (an executor DVC no longer knows) says so too.
+    del shown[0]["experiments"][0]["executor"]
+    assert show.rows(shown, comparisons.get)[1] == ("badlr", {"lr": 0}, {"verdict": "(failed)"})
+
+
+@pytest.mark.parametrize("headline, verdict, wrong", [
+    ({"acc": [94.0, 96.5], "n_seeds": 3}, "fine", "acc is not each schedule's accuracy"),
+    ({"acc": {"static": "high"}, "n_seeds": 3}, "fine", "acc is not each schedule's accuracy"),
+    ({"acc": {"static": 94.0}, "n_seeds": "three"}, "fine", "n_seeds is not a number"),
+    ({"acc": {"static": 94.0}, "n_seeds": 3}, {"text": "not a sentence"}, "the verdict is not a sentence"),
+    ({"acc": {"static": 94.0}, "n_seeds": 3}, 42, "the verdict is not a sentence")])
+def test_a_damaged_results_file_is_one_note_on_its_row_never_a_crash(headline, verdict, wrong):
+    shown = [{"rev": "workspace", "data": {"params": {"params.yaml": {"data": {"lr": 0.02}}},
+                                           "metrics": {"metrics/headline.json": {"data": headline}}}}]
+    table = show.rows(shown, lambda rev: {"verdict": verdict})
+    assert table == [("workspace", {"lr": 0.02}, {"verdict": f"(damaged results: {wrong}; dvc exp show --json shows "
+                                                             "the files as they are)"})]
+    lines = show.render(table).splitlines()
+    assert lines[1].split() == ["workspace", "-"] and "damaged results" in lines[2]

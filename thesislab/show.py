@@ -35,23 +35,49 @@ def rows(shown, comparison_at=None) -> list:
         metrics = data.get("metrics") or {}
         headline = (metrics.get(HEADLINE) or {}).get("data")
         older = (metrics.get(COMPARISON) or {}).get("data")  # a commit made before headline.json declared it
-        if headline:
+        if state in UNFINISHED:
+            # No results of its own: its commit holds its parent's files (a failed one's too), never shown as its.
+            headline, verdict = {}, f"({state})"
+        elif headline:
             verdict = (comparison_at(entry.get("rev") or "workspace") or {}).get("verdict")
         elif older:
             headline = {"acc": older.get("mean_test_acc") or {}, "n_seeds": older.get("seeds")}
             verdict = older.get("verdict")
-        else:  # queued, running or failed: no results of its own (its commit holds its parent's files)
-            headline, verdict = {}, f"({state})" if state else None
-        out.append((name, _flat(params), {**headline, "verdict": verdict}))
+        else:
+            headline, verdict = {}, None
+        out.append((name, _flat(params), _checked({**headline, "verdict": verdict})))
 
     for base in shown:
         rev = base.get("rev") or "?"
         add(base, base.get("name") or (rev if rev == "workspace" else rev[:7]))
         for exp in base.get("experiments") or []:
-            state = (exp.get("executor") or {}).get("state")
             for rev in exp.get("revs") or []:
+                # DVC marks a failed queued experiment by its executor's state and by an error on its row.
+                state = (exp.get("executor") or {}).get("state") or ("failed" if rev.get("error") else None)
                 add(rev, exp.get("name") or rev.get("name") or (rev.get("rev") or "?")[:7], state)
     return out
+
+
+UNFINISHED = ("queued", "running", "failed")  # DVC's executor states of an experiment with no results of its own
+
+
+def _checked(headline) -> dict:
+    """A row's numbers as show prints them, or, from a damaged file, none and a note naming what is wrong."""
+    acc, seeds, verdict = headline.get("acc"), headline.get("n_seeds"), headline.get("verdict")
+    wrong = []
+    if acc is not None and not (isinstance(acc, dict) and all(_number(v) or v is None for v in acc.values())):
+        wrong.append("acc is not each schedule's accuracy")
+    if seeds is not None and not _number(seeds):
+        wrong.append("n_seeds is not a number")
+    if verdict is not None and not isinstance(verdict, str):
+        wrong.append("the verdict is not a sentence")
+    if wrong:
+        return {"verdict": f"(damaged results: {'; '.join(wrong)}; dvc exp show --json shows the files as they are)"}
+    return headline
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _comparison_at(rev):
