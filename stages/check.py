@@ -11,7 +11,7 @@ so a good change of params reruns this stage alone, not the ones after it.
 import argparse
 
 from thesislab import config, io
-from thesislab.comparison import looks
+from thesislab.comparison import designs
 from thesislab.errors import stage_main
 from thesislab.train import models, schedules
 
@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--comparison", required=True, help="comparison.json: a sequential design's looks so far")
     args = ap.parse_args()
     cfg = config.load()
-    looks.check_file(cfg, args.comparison)
+    designs.check_file(cfg, args.comparison)
     schedules.check_names(cfg.schedules)
     models.check_name(cfg.model)
     io.write_text(args.out, "params.yaml passed every check\n")

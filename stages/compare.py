@@ -6,10 +6,11 @@ experiment with other seeds or schedules never enters the comparison or the figu
 """
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from thesislab import config, files, io
-from thesislab.comparison import curves, figures, looks, report
+from thesislab.comparison import curves, designs, figures, looks, report
 from thesislab.comparison.compare import Settings, check_runs, compare, run_numbers, with_design, with_history
 from thesislab.errors import UserError, stage_main
 
@@ -46,16 +47,26 @@ def main():
     settings = Settings(cfg.compare.baseline, cfg.compare.min_effect, cfg.compare.target_acc, cfg.monitor, cfg.epochs)
     runs = load_runs(args.runs, cfg.schedules, cfg.seeds)
     arms = {s: {run.summary["seed"]: run_numbers(run, settings) for run in per_seed} for s, per_seed in runs.items()}
-    previous = looks.read(args.out, strict=cfg.compare.sequential.max_seeds is not None)  # the looks of a sequential design, and the seeds compared before
-    key = looks.runs_key(runs)
-    result = with_history(compare(arms, settings), *looks.history(previous, key, cfg.seeds))
-    if cfg.compare.sequential.max_seeds is not None:
-        record, note = looks.advance(previous, cfg, runs, differences(arms, cfg), looks.compared_before(previous, key))
-        if note:
-            print(f"note: {note}")
-        result = with_design(result, record, arms)
-    elif isinstance(previous.get("sequential"), dict):
-        result["sequential"] = previous["sequential"]  # kept: turning the design off and on again resumes it
+    sequential = cfg.compare.sequential.max_seeds is not None
+    # A design's look is decided and written while no other comparison of the project decides one (designs.py).
+    with designs.one_look_at_a_time() if sequential else contextlib.nullcontext():
+        previous = looks.read(args.out, strict=sequential)  # the looks of a sequential design, the seeds compared before
+        key = looks.runs_key(runs)
+        result = with_history(compare(arms, settings), *looks.history(previous, key, cfg.seeds))
+        if sequential:
+            record, note = looks.advance(previous, cfg, runs, differences(arms, cfg),
+                                         looks.compared_before(previous, key), designs.elsewhere(args.out))
+            if note:
+                print(f"note: {note}")
+            result = with_design(result, record, arms)
+        elif isinstance(previous.get("sequential"), dict):
+            result["sequential"] = previous["sequential"]  # kept: turning the design off and on again resumes it
+        write(args, cfg, runs, arms, result)
+    print(f"verdict: {result['verdict']}")
+
+
+def write(args, cfg, runs, arms, result):
+    """The comparison, its headline, curves, figures and table, together or not at all."""
     data = f"{cfg.dataset} ({Path(cfg.source).name})" if cfg.dataset == "folder" else cfg.dataset
     title = (f"{cfg.model} on {data}: " + " vs ".join(cfg.schedules) +
              f", {len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''} (lr {cfg.lr:g}, batch {cfg.batch_size})")
@@ -67,7 +78,6 @@ def main():
         curves.write_csvs(args.curves, runs)
         figures.draw_all(runs, final, best, args.plots, title, result)
         io.write_text(f"{args.plots}/comparison.md", report.markdown(result, title, cfg.dataset))
-    print(f"verdict: {result['verdict']}")
 
 
 if __name__ == "__main__":

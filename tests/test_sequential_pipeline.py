@@ -112,3 +112,20 @@ def test_a_design_that_decides_at_the_first_look_trains_no_second_batch(first_lo
     assert rec["look"] == 1 and rec["status"] == "finished"
     assert rec["decisions"]["exp"] == {"decision": "equivalent", "look": 1, "n": 5, "futility": False}
     assert json.loads(other.read("metrics/comparison.json"))["verdict"].startswith("exp and static are equivalent")
+
+
+def test_two_temp_experiments_cannot_start_two_designs_on_the_same_seeds(tmp_path):
+    """Each --temp experiment runs in its own copy holding the baseline's comparison.json (no design): the second
+    design is refused at its check stage, before any run trains, because the first one's experiment holds a
+    design that has looked at the same seeds."""
+    project = make_project(tmp_path / "proj", **PARAMS)
+    easy_images(project.path / "data" / "sources" / "easy")
+    project.git("add", "-A")
+    project.git("commit", "-qm", "the images, tracked: a --temp copy holds only what git tracks")
+    project.dvc("exp", "run", "--temp", "-n", "alpha-05")
+    second = project.dvc("exp", "run", "--temp", "-n", "alpha-10", "-S", "compare.sequential.alpha=0.1", check=False)
+    said = second.stdout + second.stderr
+    assert second.returncode != 0 and "Running stage 'train@" not in said, said
+    assert ("compare.sequential: none is recorded here, so a new design would start, but its seeds (0..9) include "
+            "seeds a design in experiment alpha-05 has looked at (0..4)") in said
+    assert project.git("status", "--porcelain").stdout == ""  # the workspace untouched by either

@@ -4,7 +4,8 @@ fixed-n comparison, which seed lists were compared before (a p-value after seeds
 
 Nothing here re-decides. A look once recorded stays as it was; a design is never changed on seeds it has seen
 (changing the plan after seeing data is what invalidates the error rate); seeds that are not the design's next
-look are refused, in one line, by check(), which the check stage and the sweep call before any work.
+look are refused, in one line, by check(), which the check stage and the sweep call before any work
+(designs.check_file: with every other design the project holds).
 """
 
 import copy
@@ -80,7 +81,7 @@ RESTORE = ("restore it (git checkout metrics/comparison.json), or delete its \"s
            "design")
 
 
-def _record_of(previous):
+def record_of(previous):
     """comparison.json's design record, checked to be one this version reads and to agree with itself: its
     design recomputed from its params, its looks from their numbers (audit.py). None: there is none."""
     record = previous.get("sequential")
@@ -103,7 +104,7 @@ def recorded(previous, cfg):
     """The record of this experiment's design, or None (no record, or one made with other params). Compared key
     by key over the params both know, so that a param a later version adds (or an older one had) does not by
     itself count as another experiment."""
-    record = _record_of(previous)
+    record = record_of(previous)
     if record is None:
         return None
     now = run_params(cfg)
@@ -139,36 +140,34 @@ def _allowed(record) -> list:
     return [seeds[:n] for n in sizes[:upto]]
 
 
-def check_file(cfg, path):
-    """check() against the comparison.json at `path`, read only when a design is on (else nothing to check, and
-    a damaged file is no reason to stop)."""
-    if cfg.compare.sequential.max_seeds is not None:
-        check(cfg, read(path))
-
-
-def check(cfg, previous):
-    """Before any work: seeds that are not one of the design's looks, and a new design (the design or the runs'
-    params changed) on seeds an earlier design has looked at, are refused in one line. Returns the record
-    this comparison continues, or None (a new design starts at `seeds`)."""
+def check(cfg, previous, others=()):
+    """Before any work: seeds that are not one of the design's looks, and a new design (none recorded here, or the
+    design or the runs' params changed) on seeds an earlier design has looked at, here or anywhere else in the
+    project (`others`: designs.Elsewhere), are refused in one line. Returns the record this comparison
+    continues, or None (a new design starts at `seeds`)."""
     if cfg.compare.sequential.max_seeds is None:
         return None
-    record = _record_of(previous)
+    record = record_of(previous)
     if record is None:
+        refuse_seen(None, cfg, "none is recorded here", others)
         return None
     changed = _param_changes(record, run_params(cfg))
     if changed:
-        refuse_seen(record, cfg, f"the runs' params changed since the design's look(s) ({'; '.join(changed[:3])})")
+        refuse_seen(record, cfg, f"the runs' params changed since the design's look(s) ({'; '.join(changed[:3])})",
+                    others)
         return None
     changes = _changes(record, cfg)
     if changes:
         refuse_seen(record, cfg, f"the design changed after {len(record['looks'])} look(s) on these seeds "
-                                 f"({'; '.join(changes)})")
+                                 f"({'; '.join(changes)})", others)
         return None
     allowed = _allowed(record)
     if set(cfg.seeds) in [set(a) for a in allowed]:
         return record
     if record["status"] != "continue" and not ever_seen(record) & set(planned_seeds(cfg)):
-        return None  # the same design again, on seeds no design has seen: a replication, a design of its own
+        # The same design again, on seeds it has not seen: a replication, a design of its own.
+        refuse_seen(record, cfg, "the recorded design finished", others)
+        return None
     fresh = max(ever_seen(record)) + 1
     first = len(record["design"]["seeds"][:record["design"]["looks"][0]])
     state, then = ((f"its next look is at {len(allowed[-1])} seeds ({_span(allowed[-1])})",
@@ -186,18 +185,36 @@ def planned_seeds(cfg) -> list:
     return first + list(range(max(first) + 1, max(first) + 1 + budget - len(first)))
 
 
-def refuse_seen(record, cfg, why):
-    """A new design may start only on seeds no design in this file has looked at, at any of its looks: otherwise
-    the plan would be made after seeing those seeds' results, which is what the error rate cannot survive."""
-    seen = ever_seen(record)
-    overlap = sorted(seen & set(planned_seeds(cfg)))
-    if overlap:
-        fresh = max(seen) + 1
-        raise UserError(f"params.yaml: compare.sequential: {why}, so a new design would start, but its seeds "
-                        f"({_span(planned_seeds(cfg))}) include seeds an earlier one has looked at ({_span(overlap)}): "
-                        f"its error rate holds only for the plan fixed in advance: restore that, start the new design "
-                        f"on seeds from {fresh} (-S 'seeds={list(range(fresh, fresh + len(cfg.seeds)))}'), or delete "
-                        f"metrics/comparison.json to forget the earlier design")
+def refuse_seen(record, cfg, why, others=(), runs=None):
+    """A new design may start only on seeds no design has looked at, at any of its looks, in this file (`record`,
+    or None) or anywhere else in the project (`others`, less those of this very plan: the same design, params and
+    seeds, and, once known, the same runs, whose looks this one would repeat number for number): otherwise the
+    plan would be made after seeing those seeds' results, which is what the error rate cannot survive."""
+    planned = set(planned_seeds(cfg))
+    here = ever_seen(record) if record else set()
+    there = [(o, ever_seen(o.record)) for o in others if not same_plan(o.record, cfg, runs)]
+    clash = [(o, seen & planned) for o, seen in there if seen & planned]
+    if not here & planned and not clash:
+        return
+    fresh = max(here.union(*(seen for _, seen in there))) + 1
+    if here & planned:
+        whose, forget = f"an earlier one has looked at ({_span(sorted(here & planned))})", \
+            "delete metrics/comparison.json to forget the earlier design"
+    else:
+        other, seeds = clash[0]
+        whose = f"a design in {other.where} has looked at ({_span(sorted(seeds))})"
+        forget = other.forget or f"keep {other.where}'s design"
+    raise UserError(f"params.yaml: compare.sequential: {why}, so a new design would start, but its seeds "
+                    f"({_span(planned_seeds(cfg))}) include seeds {whose}: its error rate holds only for the plan "
+                    f"fixed in advance: restore that, start the new design on seeds from {fresh} "
+                    f"(-S 'seeds={list(range(fresh, fresh + len(cfg.seeds)))}'), or {forget}")
+
+
+def same_plan(record, cfg, runs=None) -> bool:
+    """Whether `record` is the design these params would start (the same design params, run params and seeds; and
+    the same runs, where known): its looks are the ones this design would make."""
+    return (not _changes(record, cfg) and not _param_changes(record, run_params(cfg))
+            and record["design"]["seeds"] == planned_seeds(cfg) and (runs is None or record["runs"] == runs_key(runs)))
 
 
 def _span(seeds):
@@ -224,17 +241,20 @@ def design_of(record) -> sq.Design:
     return sq.Design(tuple(d["looks"]), tuple(d["boundaries"]), d["params"]["min_effect"], d["params"]["futility"])
 
 
-def advance(previous, cfg, runs, differences, compared=()) -> tuple:
+def advance(previous, cfg, runs, differences, compared=(), others=()) -> tuple:
     """(the record after this comparison, a note or None). differences: {challenger: {seed: challenger -
-    baseline test accuracy}} over params' seeds; compared: seeds these runs were compared on before, fixed-n. A
-    look already recorded is kept as it was; the design's next look is decided and appended."""
-    record = check(cfg, previous)
-    earlier = _record_of(previous)
+    baseline test accuracy}} over params' seeds; compared: seeds these runs were compared on before, fixed-n;
+    others: the project's other designs (designs.elsewhere). A look already recorded is kept as it was; the
+    design's next look is decided and appended."""
+    record = check(cfg, previous, others)
+    earlier = record_of(previous)
     if record is not None and record["runs"] != runs_key(runs):
-        refuse_seen(record, cfg, "the runs were trained again, from other code or data, since the design's looks")
+        refuse_seen(record, cfg, "the runs were trained again, from other code or data, since the design's looks",
+                    others, runs)
         record = None
     note = None
     if record is None:
+        refuse_seen(None, cfg, "a new design starts here", others, runs)  # other runs than a same plan's elsewhere
         seen = ever_seen(earlier) if earlier else set()
         record = new_record(cfg, runs, seen)
         if earlier:
