@@ -2,7 +2,10 @@
 fresh clone's `make run` and `python -m thesislab.verify` say it."""
 
 import json
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -76,18 +79,29 @@ def test_a_fresh_clone_trains_its_missing_models_and_says_they_reproduce(project
     project.git("add", "-A")
     project.git("commit", "-qm", "runs")
     fresh = clone(project, tmp_path / "fresh")
+    fresh.env["NPY_ENABLE_CPU_FEATURES"] = "AVX2"  # a shell's numpy choice: overridden, never a traceback
     out = fresh.run(sys.executable, "-m", "thesislab.sweep").stdout
     for run in ("static-0", "dynamic-0"):
         assert f"train@{run}: identical to the committed model, bit for bit (md5 {lock_md5(project, run)})" in out
     assert fresh.git("status", "--porcelain").stdout == ""  # the committed run folders and dvc.lock stand
     assert "Running stage" not in fresh.dvc("repro").stdout
-    # A committed model this machine does not make (the record says other bytes): said, and its result recorded.
+    # A committed run whose folder was deleted (its inputs unchanged) is trained again in place and checked too.
+    shutil.rmtree(fresh.path / "metrics" / "runs" / "dynamic-0")
+    out = fresh.run(sys.executable, "-m", "thesislab.sweep").stdout
+    assert (f"train@dynamic-0: identical to the committed model, bit for bit (md5 {lock_md5(project, 'dynamic-0')}); "
+            "its outputs were missing or edited, and are written anew") in out
+    fresh.git("reset", "-q", "--hard")  # its new timings aside
+    # A committed model this machine does not make (the record says other bytes): said, and its result recorded,
+    # where `git diff HEAD` shows it (DVC stages the dvc.lock it rewrites: a plain `git diff` would not).
     (fresh.path / "models" / "static-0.pt").unlink()
     set_lock_md5(fresh, "static-0", "f" * 32)  # all digits would read back as a YAML number
+    fresh.git("commit", "-qam", "a record of other bytes")
     out = fresh.run(sys.executable, "-m", "thesislab.sweep").stdout
     assert re.search(r"train@static-0: differs from the committed model \(md5 \w+, committed f{32}\); every logged "
-                     r"number the same .*; this machine's result is recorded in its place", out)
+                     r"number the same .*; this machine's result is recorded in its place \(git diff HEAD shows it, "
+                     r"dvc.lock's new md5 included\)", out)
     assert lock_md5(fresh, "static-0") == lock_md5(project, "static-0")
+    assert lock_md5(project, "static-0") in fresh.git("diff", "HEAD", "--", "dvc.lock").stdout
 
 
 @pytest.mark.slow
@@ -96,6 +110,7 @@ def test_verify_retrains_in_a_clone_and_exits_1_when_a_run_differs(project):
     project.git("add", "-A")
     project.git("commit", "-qm", "runs")
     models = {p.name: p.read_bytes() for p in (project.path / "models").glob("*.pt")}
+    project.env["NPY_ENABLE_CPU_FEATURES"] = "AVX2"  # a shell's numpy choice: overridden, never a traceback
     ok = project.run(sys.executable, "-m", "thesislab.verify")
     assert "verify: static-0: identical to the committed model, bit for bit" in ok.stdout
     assert "verify: dynamic-0: identical" in ok.stdout
@@ -104,6 +119,16 @@ def test_verify_retrains_in_a_clone_and_exits_1_when_a_run_differs(project):
     assert project.git("status", "--porcelain").stdout == ""
     assert {p.name: p.read_bytes() for p in (project.path / "models").glob("*.pt")} == models
     assert not (project.path / ".sweep").exists()
+    # dvc.lock recording a run the matrix no longer has (a committed experiment with fewer seeds): --all verifies the
+    # matrix's runs and names the other, never counting it as a failure.
+    lock = yaml.safe_load(project.read("dvc.lock"))
+    lock["stages"]["train@static-1"] = lock["stages"]["train@static-0"]
+    (project.path / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    project.git("commit", "-qam", "a lock that also records static-1")
+    every = project.run(sys.executable, "-m", "thesislab.verify", "--all")
+    assert "verify: not verified: static-1: dvc.lock still records them" in every.stdout
+    assert "verify: 2 of 2 runs reproduced bit for bit on this machine" in every.stdout
+    project.git("reset", "-q", "--hard", "HEAD~1")
     # A committed run said to have other bytes, made with 2 threads: named, exit 1.
     set_lock_md5(project, "static-0", "f" * 32)
     metrics = project.path / "metrics" / "runs" / "static-0" / files.METRICS
@@ -119,3 +144,119 @@ def test_verify_retrains_in_a_clone_and_exits_1_when_a_run_differs(project):
     wrong = project.run(sys.executable, "-m", "thesislab.verify", "static-9", check=False)
     assert wrong.returncode == 2 and wrong.stderr.strip() == (
         "error: static-9: not a committed run (committed: static-0, dynamic-0)")
+
+
+# --- verify under hostile conditions: stale records, signals, a full disk, an empty repository -------------------
+
+def lock_records(project, *runs):
+    """Commit a dvc.lock that records these train runs (commands only: nothing here is trained)."""
+    (project.path / "dvc.lock").write_text(yaml.safe_dump(
+        {"schema": "2.0", "stages": {f"train@{r}": {"cmd": "true"} for r in runs}}, sort_keys=False))
+    project.git("add", "-A")
+    project.git("commit", "-qm", "a lock that records runs")
+
+
+def verify(project, *args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "thesislab.verify", *args], cwd=project.path,
+                          env={**project.env, **(env or {})}, capture_output=True, text=True, **kw)
+
+
+def test_verify_names_runs_dvc_lock_records_but_the_matrix_no_longer_has(project):
+    """After an experiment with fewer seeds was committed, dvc.lock still records the other seeds' runs, which no
+    stage trains: named as such in one line, never counted as failures."""
+    lock_records(project, "static-1", "dynamic-1")  # the project's matrix has seed 0 only
+    named = verify(project, "static-1")
+    assert named.returncode == 2 and named.stdout == ""
+    assert named.stderr.splitlines() == [
+        "error: static-1: dvc.lock records it, but the last commit's train matrix no longer has it (params.yaml: "
+        "seeds [0], schedules [static, dynamic]), so no stage can train it as committed (verifiable: none)"]
+    every = verify(project, "--all")
+    assert every.returncode == 2
+    assert every.stdout.splitlines() == [
+        "verify: not verified: static-1, dynamic-1: dvc.lock still records them, but the last commit's train matrix "
+        "(params.yaml: seeds [0], schedules [static, dynamic]) no longer has them"]
+    assert every.stderr.splitlines() == ["error: the last commit records no trained runs of its train matrix "
+                                         "(dvc.lock has none): nothing to verify"]
+
+
+def test_verify_in_a_repository_with_no_commits_says_so(tmp_path):
+    from conftest import make_project
+
+    project = make_project(tmp_path / "proj")
+    shutil.rmtree(project.path / ".git")
+    project.git("init", "-q")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = verify(project, env={"TMPDIR": str(scratch)})
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "error: this repository has no commits yet: verify trains the last commit's runs again; commit the results "
+        "first (git add -A && git commit)"]
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_verify_stopped_by_a_signal_removes_its_clone_and_says_there_is_nothing_to_resume(project, tmp_path, sig):
+    lock_records(project, "static-0")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "thesislab.verify"], cwd=project.path,
+                            env={**project.env, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # The event: its data stages have started in the clone (the line verify prints just before running them).
+    first = proc.stdout.readline()
+    assert first.startswith("verify: 1 committed runs (static-0)"), first + proc.stderr.read()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("verify: interrupted; its throwaway clone is removed and the workspace "
+                                            "was never touched: nothing to resume (run verify again to start over)")
+    assert "Traceback" not in err
+    assert list(scratch.iterdir()) == []
+    assert project.git("status", "--porcelain").stdout == ""
+
+
+def test_a_failed_clone_or_copy_is_one_line_and_a_full_disk_says_so(tmp_path):
+    from thesislab import verify as v
+
+    into = tmp_path / "thesislab-verify-x"
+    hinted = "Cloning into 'project'...\nerror: unable to write file x\nfatal: cannot store blob\nhint: try again\n"
+    assert v._clone_failure(hinted, into) == "git clone of the last commit failed: fatal: cannot store blob"
+    full = "fatal: could not create work tree dir 'project': No space left on device\nhint: something\n"
+    assert v._clone_failure(full, into) == (f"no space left on the disk of {tmp_path} (the throwaway clone's folder; "
+                                            "set TMPDIR to a folder on a disk with room); the workspace is untouched")
+    errors = shutil.Error([("a.png", "b.png", "[Errno 28] No space left on device: 'b.png'"),
+                           ("c.png", "d.png", "[Errno 28] No space left on device: 'd.png'")])
+    assert v._copy_failure(errors, "data/raw/speedsigns", into) == v._no_space(into)
+    other = shutil.Error([("a.png", "b.png", "[Errno 13] Permission denied: 'a.png'"), ("c", "d", "e")])
+    assert v._copy_failure(other, "data/raw/speedsigns", into) == (
+        "copying the images of data/raw/speedsigns into the throwaway clone failed: [Errno 13] Permission denied: "
+        "'a.png' (and 1 more files)")
+
+
+@pytest.mark.slow  # a real fault: a disk that fills, mounted for the test
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs (a disk that fills) needs root")
+def test_verify_on_a_disk_that_fills_says_so_in_one_line_and_leaves_nothing(project, tmp_path):
+    """The disk fills while cloning, then (a bigger disk) while copying the workspace's images into the clone."""
+    lock_records(project, "static-0")
+    raw = project.path / "data" / "raw" / "speedsigns"
+    raw.mkdir(parents=True)
+    (raw / "big.bin").write_bytes(os.urandom(8 << 20))  # git-ignored, copied into the clone as the images are
+    measure = tmp_path / "measure"
+    subprocess.run(["git", "clone", "-q", str(project.path), str(measure)], check=True)
+    clone_kib = int(subprocess.run(["du", "-sk", str(measure)], capture_output=True, text=True).stdout.split()[0])
+    for kib, fills in ((64, "clone"), (clone_kib + 2048, "copy")):
+        disk = tmp_path / f"disk-{fills}"
+        disk.mkdir()
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(disk)],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"tmpfs cannot be mounted here: {mounted.stderr.strip()}")
+        try:
+            done = verify(project, env={"TMPDIR": str(disk)})
+            assert done.returncode == 2, (fills, done.stdout, done.stderr)
+            assert done.stderr.splitlines() == [
+                f"error: no space left on the disk of {disk} (the throwaway clone's folder; set TMPDIR to a folder "
+                "on a disk with room); the workspace is untouched"], fills
+            assert list(disk.iterdir()) == [], fills
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)

@@ -1,7 +1,9 @@
 """The one exception type a user should ever see, and the stage entry point that shows it."""
 
+import contextlib
 import errno
 import functools
+import signal
 import sys
 
 
@@ -37,3 +39,18 @@ def stage_main(main):
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def termination_as_interrupt():
+    """SIGTERM (kill, a scheduler's time limit) and SIGHUP (a closed terminal) end the block as Ctrl-C does, so
+    that its clean-up (runs cancelled, temporary folders removed) runs for them too."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -49,6 +49,18 @@ def judge(name, model, run, committed: Committed) -> Verdict:
     return Verdict(name, False, "; ".join(p for p in parts if p))
 
 
+def judge_recorded(name, model, recorded_md5) -> Verdict:
+    """A committed run retrained in place (an output of it was deleted or edited, its inputs unchanged) against the
+    model md5 dvc.lock records: its committed run folder, if any, is what was replaced, so only the bytes are
+    compared."""
+    md5 = md5_of(model)
+    if md5 == recorded_md5:
+        return Verdict(name, True, f"identical to the committed model, bit for bit (md5 {md5}); its outputs were "
+                                   "missing or edited, and are written anew")
+    return Verdict(name, False, f"differs from the committed model (md5 {md5}, committed {recorded_md5}); its outputs "
+                                "were missing or edited, and are written anew")
+
+
 def first_difference(committed_rows, rows) -> str:
     """The first epoch whose logged numbers differ, each differing column with both values."""
     for old, new in zip(committed_rows, rows):

@@ -16,20 +16,19 @@ the budget's end. Stopped between batches or in one, it resumes at the look the 
 """
 
 import argparse
-import contextlib
 import fcntl
 import json
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 from thesislab import config
-from thesislab.comparison import looks
-from thesislab.errors import UserError, stage_main
+from thesislab.comparison import designs, looks
+from thesislab.reproduce import judge_recorded
+from thesislab.errors import UserError, stage_main, termination_as_interrupt
 from thesislab.sweep import engines, plan
 from thesislab.sweep.board import Board
 from thesislab.sweep.worker import describe_exit, read_status
@@ -150,7 +149,7 @@ def sweep(opts):
     lock = one_sweep_at_a_time()
     cfg = plan.params_with(opts.set_param)  # params.yaml as -S would leave it, checked; not written yet
     check_options(opts, cfg)
-    looks.check_file(cfg, plan.COMPARISON)  # seeds that are not the design's next look: refused now
+    designs.check_file(cfg, plan.COMPARISON)  # seeds that are not the design's next look: refused now
     env = sweep_env(cfg, opts)
     engine = make_engine(opts, env)
     experiment = bool(opts.name or opts.set_param)
@@ -197,8 +196,11 @@ def batch(engine, cfg, opts, rebuild=False):
     if tasks or again:
         verdicts = train(engine, tasks + again, opts)
         for v in verdicts:
+            # `git diff HEAD`, not `git diff`: DVC stages the dvc.lock it rewrites (core.autostage), so a plain
+            # diff would show the run folder's timings and hide the new model md5 (docs/reliability.md).
             print(f"{plan.TRAIN}@{v.name}: {v.text}" +
-                  ("" if v.identical else "; this machine's result is recorded in its place"))
+                  ("" if v.identical else "; this machine's result is recorded in its place (git diff HEAD shows "
+                                          "it, dvc.lock's new md5 included)"))
             shutil.rmtree(plan.REBUILD / v.name, ignore_errors=True)
     else:
         print("sweep: every train stage is up to date")
@@ -231,7 +233,7 @@ def train(engine, tasks, opts):
         except BaseException as err:  # re-raised below, in the main thread
             result["error"] = err
 
-    with _termination_as_interrupt(), Board(tasks) as board:
+    with termination_as_interrupt(), Board(tasks) as board:
         worker = threading.Thread(target=run_engine, daemon=True)
         worker.start()
         try:
@@ -292,6 +294,8 @@ class Recorder:
         for task in same:
             if task.committed:
                 self.verdicts[task.name] = plan.adopt(task)
+            elif task.recorded_md5:
+                self.verdicts[task.name] = judge_recorded(task.name, task.model, task.recorded_md5)
         plan.record(same)
         self.recorded |= {t.name for t in same}
         self.changed += changed
@@ -300,21 +304,6 @@ class Recorder:
         if self.changed:
             raise UserError(f"params, code or data changed while {', '.join(t.stage for t in self.changed)} "
                             "trained: their results are not recorded; run the sweep again")
-
-
-@contextlib.contextmanager
-def _termination_as_interrupt():
-    """SIGTERM (kill, a scheduler's time limit) and SIGHUP (a closed terminal) end the sweep as Ctrl-C does:
-    runs cancelled, finished ones recorded."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @stage_main

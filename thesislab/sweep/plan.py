@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,9 @@ class Task:
     epochs: int
     key: str  # what the stage's outputs are made from (deps' hashes, params): checked again before recording
     committed: Committed = None  # a committed run trained again, into scratch outputs, to be checked against it
+    # A committed run retrained in place because an output of it is missing or edited (its inputs unchanged): the md5
+    # dvc.lock records for its model, which the new model is checked against.
+    recorded_md5: str = None
 
     @property
     def status(self) -> Path:
@@ -52,13 +56,35 @@ class Task:
 def dvc(*args, capture=False):
     """A DVC command, as the user would type it, its output shown (or captured)."""
     sys.stdout.flush()
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], text=True,
+    # Its own process group, stopped as a whole when this process is interrupted (Ctrl-C, or SIGTERM turned into
+    # one): a stage command DVC started would otherwise go on writing into a folder being cleaned up.
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], text=True, start_new_session=True,
                             stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+    try:
+        stdout, _ = proc.communicate()
+    except BaseException:
+        stop_group(proc)
+        raise
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout)
     if result.returncode != 0:
         lines = (result.stdout or "").strip().splitlines() if capture else []
         tail = [line for line in lines if line.startswith("ERROR")][-1:] or lines[-1:]  # DVC's reason, not a hint
         raise UserError(f"dvc {' '.join(args)} failed (exit {result.returncode}){': ' + tail[0] if tail else ''}")
     return result.stdout
+
+
+def stop_group(proc, grace=20):
+    """SIGINT to a process group, as a terminal's Ctrl-C would send it; SIGKILL after `grace` seconds."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _apply(overrides, target):
@@ -188,10 +214,12 @@ def missing_cached_outputs() -> list:
 
 
 def stale_tasks(epochs) -> list:
-    """A Task for every train stage that must train (see _stale)."""
+    """A Task for every train stage that must train (see _stale). One whose command, deps and params are still
+    dvc.lock's (only an output was deleted or edited) carries the model md5 dvc.lock records, to be checked."""
     repo = _repo()
     with _dvc_errors(), repo.lock:
-        return [_task(stage, epochs) for stage in _train_stages(repo) if _stale(stage)]
+        return [_task(stage, epochs, recorded=not (stage.changed_stage() or stage.changed_deps()))
+                for stage in _train_stages(repo) if _stale(stage)]
 
 
 def committed_runs() -> list:
@@ -203,6 +231,13 @@ def committed_runs() -> list:
     except FileNotFoundError:
         return []
     return [name.split("@", 1)[1] for name in lock.get("stages", {}) if name.startswith(TRAIN + "@")]
+
+
+def pipeline_runs() -> list:
+    """The runs dvc.yaml's train matrix has now (dvc.lock may record more: a matrix that shrank keeps its entries)."""
+    repo = _repo()
+    with _dvc_errors():
+        return [s.addressing.split("@", 1)[1] for s in _train_stages(repo)]
 
 
 def changed_train_stages(names) -> list:
@@ -237,9 +272,9 @@ def _model_missing(stage) -> bool:
     return any(o.use_cache and o.status().get(str(o)) in ("deleted", "not in cache") for o in stage.outs)
 
 
-def _task(stage, epochs, scratch=None) -> Task:
+def _task(stage, epochs, scratch=None, recorded=False) -> Task:
     """The engines' task for a train stage; with `scratch`, its outputs go there instead (its command rewritten)
-    and the task carries what the committed run's are."""
+    and the task carries what the committed run's are; `recorded`: it carries the model md5 dvc.lock records."""
     from stages.train import parse_args
 
     tokens = shlex.split(stage.cmd)
@@ -253,8 +288,14 @@ def _task(stage, epochs, scratch=None) -> Task:
             tokens[tokens.index(flag) + 1] = str(Path(scratch) / rel)
         args = parse_args(tokens[3:])
     cmd = stage.cmd if scratch is None else shlex.join(tokens)
+    md5 = _recorded_model_md5(stage, args.model) if recorded else None
     return Task(name, stage.addressing, cmd, Path(args.checkpoints), Path(args.out), Path(args.model), epochs,
-                _key(stage), committed)
+                _key(stage), committed, md5)
+
+
+def _recorded_model_md5(stage, model):
+    out = next((o for o in stage.outs if o.def_path == model), None)
+    return out.hash_info.value if out is not None and out.hash_info else None
 
 
 def unchanged(tasks) -> tuple:
