@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, TINY_PARAMS, default_params, fake_run, merge
+from conftest import ROOT, TINY_PARAMS, default_params, fake_run, merge, tiny_config
 
 from thesislab.comparison import compare as cmp
 from thesislab.comparison import report
@@ -401,6 +401,22 @@ def test_diverged_runs_come_first_in_the_verdict():
     assert not cmp.compare(arms([95.0, 95.2], [96.0, 96.1]), SETTINGS)["verdict"].startswith(("all", "0 of"))
 
 
+def test_runs_of_portable_and_native_arithmetic_are_refused_naming_the_arithmetic(tmp_path):
+    """Not "params or data": the digests differ because the arithmetic does, and the line says how."""
+    from thesislab import files
+
+    for schedule, portable in (("static", True), ("dynamic", False)):
+        write_run(tmp_path / "runs", schedule, 0, [80, 90], [0.1] * 2, config=f"c-{portable}")
+        metrics = tmp_path / "runs" / f"{schedule}-0" / "metrics.json"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()),
+                                       "computation": {"portable": portable, "threads": 1}}))
+    runs = {s: [files.read_run(tmp_path / "runs", f"{s}-0")] for s in ("static", "dynamic")}
+    with pytest.raises(UserError) as err:
+        cmp.check_runs(runs, [0], "runs")
+    assert str(err.value) == ("runs: the runs were made with another arithmetic (portable True in static-0, False in "
+                              "dynamic-0); `dvc repro` reruns the stale ones")
+
+
 def test_runs_of_one_schedule_made_with_different_knobs_are_refused(tmp_path):
     from thesislab import files
 
@@ -492,3 +508,42 @@ def test_under_a_sequential_design_the_headline_is_the_looks_not_the_descriptive
                         "ci_low": round(look["low"], 2), "ci_high": round(look["high"], 2)}
     assert (headline["ci_low"], headline["ci_high"]) != (round(result["difference"]["dynamic"]["ci95_low"], 2),
                                                          round(result["difference"]["dynamic"]["ci95_high"], 2))
+
+
+class FilesAt:
+    """An experiment's files as comparison.experiments reads them (Revision's interface)."""
+
+    def __init__(self, name, files):
+        self.name, self.files = name, files
+
+    def must_read(self, path):
+        if path not in self.files:
+            raise UserError(f"{self.name}: no {path}")
+        return self.files[path]
+
+
+def test_two_experiments_that_computed_differently_are_compared_with_a_note_saying_how(capsys, monkeypatch):
+    from thesislab.comparison import __main__ as cli
+    from thesislab.comparison import experiments
+
+    def experiment(name, portable):
+        kernels = "portable (AVX2, MKL compatible)" if portable else "native (AVX512; AuthenticAMD)"
+        return FilesAt(name, {
+            "dvc.yaml": "stages:\n  compare:\n    cmd: python -m stages.compare --runs metrics/runs --out x\n",
+            "metrics/runs/static-0/metrics.json": json.dumps({"computation": {
+                "threads": 1, "portable": portable, "cpu_kernels": kernels}})})
+
+    cfg = tiny_config(seeds=[0])
+    a, b = experiment("portable-run", True), experiment("native-run", False)
+    assert experiments.computation_difference(a, cfg, a, cfg) == {}
+    differs = experiments.computation_difference(a, cfg, b, cfg)
+    assert differs == {"cpu_kernels": ["portable (AVX2, MKL compatible)", "native (AVX512; AuthenticAMD)"],
+                       "portable": [True, False]}
+    monkeypatch.setattr(cli, "compare_experiments", lambda *args, **kw: {
+        "static": {"verdict": "inconclusive", "computation_differs": differs}})
+    cli.main(["portable-run", "native-run"])
+    out, err = capsys.readouterr()
+    assert out == "static: inconclusive\n"
+    assert err == ("note: portable-run and native-run computed differently (cpu_kernels portable (AVX2, MKL "
+                   "compatible) vs native (AVX512; AuthenticAMD), portable True vs False): the difference between "
+                   "them is partly the arithmetic's, not only their params'\n")

@@ -136,18 +136,25 @@ def interrupt_after(monkeypatch, epochs):
     return lambda: monkeypatch.setattr(engine, "train_one_epoch", real)
 
 
-@pytest.mark.parametrize("change", [{"lr": 0.02}, {"engine": {"eval_batch_size": 16}}])
-def test_checkpoint_from_another_configuration_is_not_resumed(tiny_data, tmp_path, capsys, monkeypatch, change):
-    """Interrupted with one configuration, rerun with another: trains from the start, never a hybrid."""
+@pytest.mark.parametrize("change, named", [
+    ({"lr": 0.02}, "other params or data"),
+    ({"engine": {"eval_batch_size": 16}}, "another arithmetic (eval_batch_size: 16 then, 64 now)"),
+    ({"engine": {"portable": False}}, "another arithmetic (cpu_kernels: native ("),
+    ({"dynamic": {"window": 3}}, "other schedule params")])
+def test_checkpoint_from_another_configuration_is_not_resumed(tiny_data, tmp_path, capsys, monkeypatch, change,
+                                                              named):
+    """Interrupted with one configuration, rerun with another: trains from the start, never a hybrid, and says
+    what differs (the arithmetic named key by key, not "params, data or code")."""
     restore = interrupt_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        run(tiny_data, tmp_path / "x", epochs=4, **change)
+        run(tiny_data, tmp_path / "x", "dynamic", epochs=4, **change)
     restore()
-    assert checkpoint.load(run_paths(tiny_data, tmp_path / "x").checkpoint)["epoch"] == 2
+    assert checkpoint.load(run_paths(tiny_data, tmp_path / "x", "dynamic").checkpoint)["epoch"] == 2
     capsys.readouterr()
-    fresh, _ = run(tiny_data, tmp_path / "fresh", epochs=4)
-    again, _ = run(tiny_data, tmp_path / "x", epochs=4)
+    fresh, _ = run(tiny_data, tmp_path / "fresh", "dynamic", epochs=4)
+    again, _ = run(tiny_data, tmp_path / "x", "dynamic", epochs=4)
     out = capsys.readouterr().out
+    assert f"last.pt: made with {named}" in out, out
     assert "not resuming, training from the start" in out and "resuming from" not in out
     assert without_timing(again) == without_timing(fresh)
 
@@ -238,7 +245,7 @@ def test_checkpoint_from_other_code_is_not_resumed(tiny_data, tmp_path, capsys, 
     code.write_text("version = 2\n")
     run(tiny_data, tmp_path / "x", epochs=4)
     out = capsys.readouterr().out
-    assert "not resuming, training from the start" in out and "resuming from" not in out
+    assert "made with other project code; not resuming, training from the start" in out and "resuming from" not in out
 
 
 def test_a_finished_run_keeps_no_checkpoint_and_a_rerun_starts_over(tiny_data, tmp_path, capsys):

@@ -29,6 +29,11 @@ def main(argv=None):
     if args.out and Path(args.out).is_dir():
         raise UserError(f"--out {args.out}: is a folder; name a JSON file to write")
     results = compare_experiments(args.baseline, args.challenger, args.repo, different_data=args.different_data)
+    arithmetic = next(iter(results.values())).get("computation_differs")
+    if arithmetic:
+        said = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in list(arithmetic.items())[:3])
+        print(f"note: {args.baseline} and {args.challenger} computed differently ({said}): the difference between "
+              "them is partly the arithmetic's, not only their params'", file=sys.stderr)
     for schedule, result in results.items():
         print(f"{schedule}: {result['verdict']}")
     if args.out:

@@ -46,7 +46,21 @@ def check_runs(runs, seeds, where):
             raise UserError(f"{where}: the {schedule} runs were made with different {schedule} params; "
                             "`dvc repro` reruns the stale ones")
     if len(digests) > 1:
-        raise UserError(f"{where}: the runs were made with different params or data; `dvc repro` reruns the stale ones")
+        raise UserError(f"{where}: the runs were made with {_what_differs(runs)}; `dvc repro` reruns the stale ones")
+
+
+def _what_differs(runs) -> str:
+    """The arithmetic, named key by key between the first run and the first that computed otherwise (portable
+    against native, another torch or thread count); else the params or data."""
+    every = [run for per_seed in runs.values() for run in per_seed]
+    first = every[0].summary.get("computation") or {}
+    for run in every[1:]:
+        other = run.summary.get("computation") or {}
+        changed = [k for k in sorted(set(first) | set(other)) if first.get(k) != other.get(k)]
+        if changed:
+            return "another arithmetic (" + ", ".join(f"{k} {first.get(k)} in {every[0].name}, {other.get(k)} in "
+                                                       f"{run.name}" for k in changed[:3]) + ")"
+    return "different params or data"
 
 
 def run_numbers(run, settings) -> dict:

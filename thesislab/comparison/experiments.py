@@ -109,6 +109,23 @@ def test_set(rev, cfg) -> tuple:
     return cfg.dataset, actual, digest
 
 
+def computation(rev, cfg) -> dict:
+    """How the experiment's runs computed (its first run's record: the compare stage holds all of its runs to one)."""
+    name = files.run_name(cfg.schedules[0], cfg.seeds[0])
+    try:
+        value = json.loads(rev.must_read(f"{runs_folder(rev)}/{name}/{files.METRICS}")).get("computation")
+    except (ValueError, AttributeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def computation_difference(rev_a, cfg_a, rev_b, cfg_b) -> dict:
+    """{key: [a's, b's]} where the two experiments computed differently (portable against native arithmetic,
+    another torch, threads, device): their difference is then partly the arithmetic's, which the user must know."""
+    a, b = computation(rev_a, cfg_a), computation(rev_b, cfg_b)
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)} if a and b else {}
+
+
 def _same_test_set(rev_a, cfg_a, rev_b, cfg_b):
     """A paired difference means something only on one test set: refuse two (other images with the same labels,
     from another generator seed or folder, differ in the digest)."""
@@ -163,11 +180,14 @@ def compare_experiments(name_a, name_b, root=".", different_data=False) -> dict:
     if not shared:
         raise UserError(f"{name_a} and {name_b} ran no schedule in common")
     results = {}
+    arithmetic = computation_difference(rev_a, cfg_a, rev_b, cfg_b)
     for schedule in shared:
         if not set(arms_a[schedule]) & set(arms_b[schedule]):
             raise UserError(f"{name_a} and {name_b} share no seed for {schedule} (seeds {sorted(arms_a[schedule])} "
                             f"vs {sorted(arms_b[schedule])}): nothing to pair")
         results[schedule] = cmp.compare({name_a: arms_a[schedule], name_b: arms_b[schedule]}, settings)
+        if arithmetic:
+            results[schedule]["computation_differs"] = arithmetic
     _holm_across(results, name_b, {s: {name_a: arms_a[s], name_b: arms_b[s]} for s in shared}, settings)
     return results
 

@@ -237,9 +237,9 @@ def wrap(model, cfg, rt):
     return net
 
 
-def resume(trainer, path, fingerprint, say) -> list:
+def resume(trainer, path, fingerprint, say, origin=None) -> list:
     """The epoch rows of a checkpoint made by this same computation, with the trainer restored; else []."""
-    state = checkpoint.resume_state(path, fingerprint, log=say)
+    state = checkpoint.resume_state(path, fingerprint, log=say, expected_origin=origin)
     if state is None:
         return []
     try:

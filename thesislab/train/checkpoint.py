@@ -85,14 +85,42 @@ def load(path) -> dict:
     return state
 
 
-def resume_state(path, expected_fingerprint, log=print):
+def origin(digest, computation, knobs) -> dict:
+    """What a checkpoint's fingerprint is made of, in the open: saved beside it, so that a checkpoint refused says
+    what differs (the arithmetic, the schedule's params, the params or data, or the code)."""
+    # Through JSON: plain types only (torch.__version__ is a str subclass that weights_only loading refuses).
+    return json.loads(json.dumps({"config": digest, "computation": computation, "schedule_params": knobs}))
+
+
+def what_differs(saved, now) -> str:
+    """The first of: the arithmetic (named key by key), the schedule's params, the params or data, the code."""
+    if not isinstance(saved, dict) or not isinstance(now, dict):
+        return "different params, data or code"
+    then_c, now_c = saved.get("computation") or {}, now.get("computation") or {}
+    changed = [k for k in sorted(set(then_c) | set(now_c)) if then_c.get(k) != now_c.get(k)]
+    if changed:
+        return "another arithmetic (" + ", ".join(f"{k}: {_value(then_c.get(k))} then, {_value(now_c.get(k))} now"
+                                                  for k in changed[:3]) + ")"
+    if saved.get("schedule_params") != now.get("schedule_params"):
+        return "other schedule params"
+    if saved.get("config") != now.get("config"):
+        return "other params or data"
+    return "other project code"
+
+
+def _value(v):
+    return json.dumps(v) if isinstance(v, (bool, type(None))) else str(v)
+
+
+def resume_state(path, expected_fingerprint, log=print, expected_origin=None):
     """The checkpoint at `path` if it was made with the same params and data, else None (start over)."""
     path = Path(path)
     if not path.is_file():
         return None
     state = load(path)
     if state.get("fingerprint") != expected_fingerprint:
-        log(f"{path}: made with different params, data or code; not resuming, training from the start")
+        log(f"{path}: made with {what_differs(state.get('origin'), expected_origin)}; not resuming, training from "
+            "the start")
         return None
     for key in ("epoch", "model", "optimizer", "schedule", "log"):
         if key not in state:

@@ -64,12 +64,13 @@ def _train(cfg, schedule, seed, paths, rt, progress):
     digest = checkpoint.config_digest(cfg, computation, assemble.data_files(paths, cfg.weights))
     knobs = checkpoint.schedule_knobs(cfg, schedule)
     fingerprint = checkpoint.fingerprint(digest, schedule, seed, knobs)
-    rows = assemble.resume(trainer, paths.checkpoint, fingerprint, say)
+    origin = checkpoint.origin(digest, computation, knobs)
+    rows = assemble.resume(trainer, paths.checkpoint, fingerprint, say, origin)
     log = LiveLog(paths.log, paths.live, name, rows) if rt.main else EpochLog(rows)  # under DDP only rank 0 logs
 
     def save_checkpoint(epoch, rows):
         if rt.main:
-            checkpoint.save(paths.checkpoint, {"fingerprint": fingerprint, "epoch": epoch, "log": rows,
+            checkpoint.save(paths.checkpoint, {"fingerprint": fingerprint, "origin": origin, "epoch": epoch, "log": rows,
                                                **trainer.state_dict()})
 
     rules = StopRules(cfg.epochs, cfg.loss_stop, cfg.monitor, cfg.checkpoint_every)
