@@ -3,10 +3,16 @@
 Logs every epoch through DVCLive into the live folder; writes the model file, the run's folder (DVCLive's
 metrics.json and per-epoch files, and predictions.csv) and, while the run is unfinished, its checkpoint.
 With engine.nproc > 1 it relaunches itself under torchrun, one process per GPU (DistributedDataParallel).
+
+    python -m stages.train --pack [--width W] 'CMD' 'CMD' ...
+
+trains several train stages' own commands (as dvc.yaml resolves them: one params.yaml, one data set) as one
+computation, each run writing exactly the files its stage writes alone (the sweep packs runs this way).
 """
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -55,22 +61,46 @@ def relaunch_under_torchrun(nproc):
     sys.exit(subprocess.call(cmd))
 
 
+def parse_pack(argv):
+    """--pack's arguments: the width, and each run's arguments read from its train stage's command."""
+    ap = argparse.ArgumentParser(prog="python -m stages.train --pack")
+    ap.add_argument("--width", type=int, help="the pack's slots on CUDA (default: its runs)")
+    ap.add_argument("commands", nargs="+", metavar="CMD", help="a train stage's command, as dvc.yaml resolves it")
+    opts = ap.parse_args(argv)
+    runs = []
+    for cmd in opts.commands:
+        tokens = shlex.split(cmd)
+        if tokens[1:3] != ["-m", "stages.train"] or "--pack" in tokens:
+            raise UserError(f"--pack: {cmd[:80]!r} is not a train stage's command (python -m stages.train ...)")
+        runs.append(parse_args(tokens[3:]))
+    if opts.width is not None and opts.width < len(runs):
+        raise UserError(f"--width {opts.width}: a pack of {len(runs)} runs needs at least {len(runs)} slots")
+    return opts.width, runs
+
+
 @stage_main
 def main():
-    args = parse_args()
+    argv = sys.argv[1:]
+    width, specs = parse_pack(argv[1:]) if argv[:1] == ["--pack"] else (None, [parse_args(argv)])
     cfg = config.load()
     arithmetic.pin(cfg.engine.portable)  # before torch loads: the library imports it
     assemble, run = load_library()
-    seed = seed_number(args.seed)
-    run.check(cfg, args.schedule, seed)
+    runs = [(args.schedule, seed_number(args.seed), _paths(assemble, args)) for args in specs]
+    for schedule, seed, _ in runs:
+        run.check(cfg, schedule, seed)
     if cfg.engine.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if len(runs) > 1:
+            raise UserError("engine.nproc > 1 trains one run over several processes: its runs cannot be packed")
         relaunch_under_torchrun(cfg.engine.nproc)
-    paths = assemble.RunPaths(
+    run.train_pack(cfg, runs, width)
+
+
+def _paths(assemble, args):
+    return assemble.RunPaths(
         root=Path(args.root), pathlist=Path(args.pathlist), stats=Path(args.stats), cache=Path(args.cache),
         model=Path(args.model), weights=Path(args.weights), work=Path(args.checkpoints),
         run=Path(args.out), live=Path(args.live),
     )
-    run.train(cfg, args.schedule, seed, paths)
 
 
 if __name__ == "__main__":

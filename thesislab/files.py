@@ -182,6 +182,11 @@ def run_name(schedule, seed) -> str:
     return f"{schedule}-{seed}"
 
 
+# The line the train stage prints once a run's model and folder are written (its summary follows): a pack's
+# worker (sweep/worker.py) marks each of its runs done by it, while the others train on.
+FINISHED = "train@{name}: stopped by"
+
+
 @dataclass(frozen=True)
 class Run:
     """What one finished training run left in its folder."""

@@ -19,7 +19,7 @@ from thesislab.data.dataset import PathListDataset
 from thesislab.errors import UserError
 from thesislab.train import checkpoint, models, schedules, transfer
 from thesislab.train.batches import Batches, Split
-from thesislab.train.trainer import Trainer
+from thesislab.train.trainer import Member
 
 # Evaluation runs without gradients, but its activations grow with batch x pixels: at 128 px a batch of 1024
 # images holds 1 GiB per feature map of 16 channels. Capped at 1024 images of 32x32 worth of pixels.
@@ -57,27 +57,53 @@ class Data:
     normalization: dict  # {"mean", "std"} or None
 
 
-def load_data(paths, *, image_size, normalize, monitor, val_fraction, seed, device, resident="auto",
-              progress=True, say=print) -> Data:
-    """The splits, each an index into the memory-mapped cache of decoded images: copied to the device if they fit
-    the memory budget (`resident`), else streamed batch by batch. Never more than one copy of an image."""
+@dataclass
+class Images:
+    """Both splits' decoded images, once: a uint8 tensor on the device each (resident) or the memory-mapped cache
+    (streamed). Every run of a pack makes its splits from these (split_for): never a second copy of an image."""
+
+    classes: tuple
+    arrays: dict  # split -> (M, 3, H, W) uint8: a tensor on the device, or the memory map
+    labels: dict  # split -> (M,) int labels (numpy)
+    device: torch.device
+    normalization: dict  # {"mean", "std"} or None
+
+
+def load_images(paths, *, image_size, normalize, device, resident="auto", progress=True, say=print) -> Images:
+    """The images of the path lists, from the memory-mapped cache of decoded images: copied to the device if they
+    fit the memory budget (`resident`), else streamed batch by batch."""
     classes = files.read_classes(paths.pathlist)
-    images, labels = {}, {}
+    arrays, labels = {}, {}
     for split in files.SPLITS:
         ds = PathListDataset(paths.pathlist, split, paths.root, len(classes), image_size)
-        images[split], labels[split] = ds.decoded(paths.cache, progress=progress, say=say), ds.labels
+        arrays[split], labels[split] = ds.decoded(paths.cache, progress=progress, say=say), ds.labels
+    if residence(resident, arrays["train"].nbytes + arrays["test"].nbytes, device, say):
+        arrays = {split: to_device(a, device) for split, a in arrays.items()}
+    return Images(classes, arrays, labels, device, files.read_normalization(paths.stats) if normalize else None)
+
+
+def split_for(images: Images, *, monitor, val_fraction, seed) -> "Data":
+    """One run's splits of the shared images: its seed holds out its validation rows (monitor: val)."""
+    labels = images.labels
     train_rows, val_rows = np.arange(len(labels["train"])), None
     if monitor == "val":
-        train_rows, val_rows = stratified_split(labels["train"], val_fraction, seed, classes)
-    keep = residence(resident, images["train"].nbytes + images["test"].nbytes, device, say)
+        train_rows, val_rows = stratified_split(labels["train"], val_fraction, seed, images.classes)
 
     def split(name, rows):
-        return to_split(images[name], rows, labels[name], device, keep)
+        y = labels[name] if rows is None else labels[name][rows]
+        return Split(images.arrays[name], torch.from_numpy(y).to(images.device), rows)
 
-    return Data(classes=classes, train=split("train", train_rows),
-                val=split("train", val_rows) if val_rows is not None else None,
-                test=split("test", np.arange(len(labels["test"]))),
-                normalization=files.read_normalization(paths.stats) if normalize else None)
+    return Data(classes=images.classes, train=split("train", train_rows),
+                val=split("train", val_rows) if val_rows is not None else None, test=split("test", None),
+                normalization=images.normalization)
+
+
+def load_data(paths, *, image_size, normalize, monitor, val_fraction, seed, device, resident="auto",
+              progress=True, say=print) -> Data:
+    """One run's splits (load_images, then split_for)."""
+    images = load_images(paths, image_size=image_size, normalize=normalize, device=device, resident=resident,
+                         progress=progress, say=say)
+    return split_for(images, monitor=monitor, val_fraction=val_fraction, seed=seed)
 
 
 RESIDENT_SHARE = {"cuda": 0.5, "cpu": 0.25}  # of free GPU memory / of available RAM (MPS shares RAM: as cpu)
@@ -142,15 +168,12 @@ def stratified_split(labels, fraction, seed, classes):
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
-def to_split(images, rows, labels, device, resident) -> Split:
-    """The split of `images` (the memory map) at `rows` (sorted): a copy on the device, or the map itself."""
-    y = torch.from_numpy(labels[rows]).to(device)
-    if not resident:
-        return Split(images, y, rows)
-    x = torch.empty((len(rows), *images.shape[1:]), dtype=torch.uint8, device=device)
-    for start in range(0, len(rows), COPY_ROWS):
-        x[start:start + COPY_ROWS] = torch.from_numpy(images[rows[start:start + COPY_ROWS]]).to(device)
-    return Split(x, y)
+def to_device(images, device) -> torch.Tensor:
+    """The memory-mapped images as one uint8 tensor on the device, copied a slice at a time."""
+    x = torch.empty(images.shape, dtype=torch.uint8, device=device)
+    for start in range(0, len(images), COPY_ROWS):
+        x[start:start + COPY_ROWS] = torch.from_numpy(np.array(images[start:start + COPY_ROWS])).to(device)
+    return x
 
 
 def data_files(paths, weights=None) -> list:
@@ -184,19 +207,26 @@ def build_model(cfg, num_classes, seed, weights_dir, say=print):
     return model
 
 
-def build_trainer(cfg, schedule, seed, data, rt, weights_dir=None, say=print) -> Trainer:
-    model = build_model(cfg, len(data.classes), seed, weights_dir, say).to(rt.device)
+def build_member(cfg, schedule, seed, images, rt, paths, test_batches, say=print) -> Member:
+    """One run of a pack: its splits of the shared images (its seed holds out its validation rows), its model with
+    its initial weights, on the device, and its batches. The pack makes its optimizer and schedule."""
+    data = split_for(images, monitor=cfg.monitor, val_fraction=cfg.val_fraction, seed=seed)
+    model = build_model(cfg, len(data.classes), seed, paths.weights, say).to(rt.device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     _check_batch_size(model, cfg.batch_size, rt.world)
-    optimizer = make_optimizer(model, cfg, rt)
     augment = (cfg.augmentation.crop_padding, cfg.augmentation.flip) if cfg.augment else None
     train_batches = batches(data, data.train, cfg.batch_size, rt, augment)
-    eval_batches = {name: batches(data, split, eval_batch_size(cfg), rt)
-                    for name, split in (("val", data.val), ("test", data.test)) if split is not None}
-    return Trainer(model, wrap(model, cfg, rt), optimizer,
-                   schedules.make(schedule, optimizer, cfg, len(train_batches)), train_batches, eval_batches, rt, seed,
-                   max_loss=DIVERGED_LOSS_FACTOR * math.log(len(data.classes)))
+    eval_batches = {"test": test_batches}
+    if data.val is not None:
+        eval_batches["val"] = batches(data, data.val, eval_batch_size(cfg), rt)
+    return Member(files.run_name(schedule, seed), schedule, seed, model, data, train_batches, eval_batches,
+                  max_loss=DIVERGED_LOSS_FACTOR * math.log(len(data.classes)), paths=paths)
+
+
+def test_batches(images, cfg, rt):
+    """The test split's batches, shared by every run of a pack."""
+    return batches(images, split_for(images, monitor="test", val_fraction=0, seed=0).test, eval_batch_size(cfg), rt)
 
 
 def eval_batch_size(cfg) -> int:
@@ -237,13 +267,13 @@ def wrap(model, cfg, rt):
     return net
 
 
-def resume(trainer, path, fingerprint, say, origin=None) -> list:
-    """The epoch rows of a checkpoint made by this same computation, with the trainer restored; else []."""
+def resume(member, path, fingerprint, say, origin=None) -> list:
+    """The epoch rows of a checkpoint made by this same computation, with the run restored; else []."""
     state = checkpoint.resume_state(path, fingerprint, log=say, expected_origin=origin)
     if state is None:
         return []
     try:
-        trainer.load_state_dict(state)
+        member.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
         first = str(err).splitlines()[0]
         raise UserError(f"{path}: does not fit this model or optimizer ({first}); delete it") from None

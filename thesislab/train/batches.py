@@ -29,12 +29,17 @@ def epoch_seed(seed, epoch, purpose):
 
 @dataclass
 class Split:
-    """One split: `images` is a uint8 (N, 3, H, W) tensor on the training device (resident), or a memory-mapped
-    (M, 3, H, W) array on the host (streamed), of which `rows` picks the split's N images in order."""
+    """One split: `images` is a uint8 (M, 3, H, W) tensor on the training device (resident), or a memory-mapped
+    array on the host (streamed), of which `rows` picks the split's N images in order (None: all M, in order).
+    Resident images are one copy on the device, shared by the splits of every run of a pack (each run holds out
+    its own validation rows)."""
 
     images: object
     labels: torch.Tensor  # (N,) int64, on the device
-    rows: np.ndarray = None  # streamed only: the row in `images` of each of the split's images
+    rows: np.ndarray = None  # the row in `images` of each of the split's images
+
+    def __post_init__(self):
+        self._rows_on_device = None
 
     def __len__(self):
         return self.labels.shape[0]
@@ -47,10 +52,18 @@ class Split:
     def device(self):
         return self.labels.device
 
+    def gather(self, idx) -> torch.Tensor:
+        """Resident: the uint8 images at these split positions (a tensor on the device), gathered there."""
+        if self.rows is None:
+            return self.images[idx]
+        if self._rows_on_device is None:
+            self._rows_on_device = torch.as_tensor(self.rows, device=self.device)
+        return self.images[self._rows_on_device[idx]]
+
     def host_batch(self, positions) -> torch.Tensor:
         """Streamed: the uint8 images at these split positions, gathered from the memory map in file order
         (sequential reads) and put back in batch order; pinned for an asynchronous copy to a GPU."""
-        rows = self.rows[positions]
+        rows = self.rows[positions] if self.rows is not None else positions
         order = np.argsort(rows, kind="stable")
         batch = np.empty((len(rows), *self.images.shape[1:]), dtype=np.uint8)
         batch[order] = self.images[rows[order]]
@@ -124,7 +137,7 @@ class Batches:
         """The uint8 images of each step, on the device: gathered there, or streamed in PREFETCH batches ahead."""
         if self.split.resident:
             for idx, _, _ in steps:
-                yield self.split.images[idx]
+                yield self.split.gather(idx)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="batches") as pool:
             pending = [pool.submit(self.split.host_batch, host.numpy()) for _, host, _ in steps[:PREFETCH]]

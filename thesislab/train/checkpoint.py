@@ -128,6 +128,21 @@ def resume_state(path, expected_fingerprint, log=print, expected_origin=None):
     return state
 
 
+def owned(state):
+    """A copy of a state_dict with each tensor in a storage of its own: a run of a pack holds views into the pack's
+    stacked weights, and torch.save of a view writes its whole storage (every run's weights) with it."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        copy = type(state)((k, owned(v)) for k, v in state.items())
+        if hasattr(state, "_metadata"):  # a module's state_dict: its version record is saved with it
+            copy._metadata = state._metadata
+        return copy
+    if isinstance(state, (list, tuple)):
+        return type(state)(owned(v) for v in state)
+    return state
+
+
 def save_model(path, model, *, name, classes, image_size, dropout, normalization):
     save(path, {
         "format": MODEL_FORMAT,
@@ -136,7 +151,7 @@ def save_model(path, model, *, name, classes, image_size, dropout, normalization
         "image_size": image_size,
         "dropout": dropout,
         "normalization": normalization,  # {"mean": [...], "std": [...]} or None
-        "state_dict": model.state_dict(),
+        "state_dict": owned(model.state_dict()),
     })
 
 

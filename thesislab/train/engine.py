@@ -1,4 +1,5 @@
-"""One explicit epoch of training and one evaluation, each returning a dict (pytorch/examples style).
+"""One explicit epoch of training and one evaluation, each returning a dict per run (pytorch/examples style), for
+a pack of runs trained as one computation (a run alone is a pack of one: trainer.py).
 
 Loss and accuracy are summed per image on the device and read once an epoch, so a GPU step never waits
 for the host. On the CPU, where reading is free, a non-finite loss is caught at the step it appears
@@ -13,70 +14,111 @@ import torch
 import torch.nn.functional as F
 
 
-def train_one_epoch(model, batches, optimizer, schedule, seed, rt, bar=None, max_loss=math.inf) -> dict:
-    """One pass over the training batches. Returns loss and acc (percent) per image, images, seconds,
-    and diverged: a NaN or infinite loss was seen, or the epoch's mean loss is above max_loss (a single
-    spiky batch may recover; a whole epoch that high has not)."""
-    model.train()
-    loss_sum = torch.zeros((), device=rt.device)
-    correct = torch.zeros((), device=rt.device, dtype=torch.long)
-    seen = torch.zeros((), device=rt.device, dtype=torch.long)
-    diverged = False
+class _Sums:
+    """One run's loss and accuracy over an epoch or a split, summed per image on the device."""
+
+    def __init__(self, device):
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = torch.zeros((), device=device, dtype=torch.long)
+
+    def add(self, item_losses, logits, y):
+        self.loss += item_losses.detach()
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += y.shape[0]
+
+
+def train_one_epoch(net, members, seeds, width, rt, bar=None) -> tuple:
+    """One pass over each run's training batches (seeds: each run's batch seed), the pack's runs in lockstep.
+    Returns ([per member: loss and acc (percent) per image, images, seconds, diverged], {member: the model state it
+    diverged in}): diverged means a NaN or infinite loss was seen, or the epoch's mean loss is above the run's
+    max_loss (a single spiky batch may recover; a whole epoch that high has not)."""
+    net.train()
+    sums = [_Sums(rt.device) for _ in members]
+    active, diverged = list(members), {}
     start = time.perf_counter()
-    for x, y, global_size in batches.epoch(seed):
+    for step in zip(*(m.train_batches.epoch(s) for m, s in zip(members, seeds))):
+        xs = [step[0][0]] * width  # an idle slot trains on the first run's batch, thrown away
+        for m, (x, _, _) in zip(members, step):
+            xs[m.slot] = x
         with rt.autocast():
-            logits = model(x)
-        item_losses = F.cross_entropy(logits.float(), y, reduction="sum")
-        # Sum over this rank's images / global batch, times world (DDP averages gradients over ranks):
-        # every image weighs the same, whatever the batch's size or split.
-        loss = item_losses * (rt.world / global_size)
-        optimizer.zero_grad(set_to_none=True)
+            logits = net(xs)
+        item_losses = [F.cross_entropy(logits[m.slot].float(), y, reduction="sum") for m, (_, y, _) in
+                       zip(members, step)]
+        # Each run's loss: the sum over this rank's images / global batch, times world (DDP averages gradients over
+        # ranks): every image weighs the same, whatever the batch's size or split. Summed over the runs, each run's
+        # weights get exactly the gradient of its own loss.
+        loss = None
+        for i, m in enumerate(members):
+            if m in active:
+                term = item_losses[i] * (rt.world / step[i][2])
+                loss = term if loss is None else loss + term
+        for m in active:
+            m.optimizer.zero_grad(set_to_none=True)
+        net.zero_grad()
         loss.backward()
-        optimizer.step()
-        schedule.after_batch()
-        loss_sum += item_losses.detach()
-        correct += (logits.argmax(1) == y).sum()
-        seen += y.shape[0]
+        net.share_grads()
+        for i, m in enumerate(members):
+            if m in active:
+                m.optimizer.step()
+                m.schedule.after_batch()
+                sums[i].add(item_losses[i], logits[m.slot], step[i][1])
         if bar is not None:
             bar.update(1)
-        if rt.check_each_step and not math.isfinite(item_losses.item()):
-            diverged = True
-            break
-    rt.sum_across(loss_sum, correct, seen)
+        if rt.check_each_step:
+            for i, m in enumerate(members):
+                if m in active and not math.isfinite(item_losses[i].item()):
+                    # As alone: this step's update made, then the run stops; its slot trains on until the epoch
+                    # ends, so the state it stopped in is kept aside.
+                    active.remove(m)
+                    diverged[m] = owned_state(m.model)
+            if not active:
+                break
+    for s in sums:
+        rt.sum_across(s.loss, s.correct, s.seen)
     rt.synchronize()
     seconds = time.perf_counter() - start
-    n = max(int(seen), 1)
-    mean_loss = loss_sum.item() / n
-    return {
-        "loss": mean_loss,
-        "acc": 100.0 * int(correct) / n,
-        "images": int(seen),
-        "seconds": seconds,
-        "diverged": diverged or not mean_loss <= max_loss,
-    }
+    results = []
+    for m, s in zip(members, sums):
+        n = max(int(s.seen), 1)
+        mean_loss = s.loss.item() / n
+        results.append({"loss": mean_loss, "acc": 100.0 * int(s.correct) / n, "images": int(s.seen),
+                        "seconds": seconds, "diverged": m in diverged or not mean_loss <= m.max_loss})
+    return results, diverged
+
+
+def owned_state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()
-def evaluate(model, batches, rt) -> dict:
-    """Mean loss and accuracy (percent) over a split, sharded over ranks and summed; None for an empty split
-    (never scored as 0%)."""
-    model.eval()
-    loss_sum = torch.zeros((), device=rt.device)
-    correct = torch.zeros((), device=rt.device, dtype=torch.long)
-    seen = torch.zeros((), device=rt.device, dtype=torch.long)
-    for x, y, _ in batches.epoch():
-        if y.shape[0] == 0:  # this rank's share of a short last batch
+def evaluate(net, batches, slots, width, rt) -> list:
+    """Mean loss and accuracy (percent) over a split, per run (batches: each run's Batches of it, one object where
+    they share the split; slots: each run's slot in the pack), sharded over ranks and summed; None for an empty
+    split (never scored as 0%)."""
+    net.eval()
+    shared = all(b is batches[0] for b in batches)
+    streams = [batches[0].epoch()] if shared else [b.epoch() for b in batches]
+    sums = [_Sums(rt.device) for _ in batches]
+    for step in zip(*streams):
+        if shared:  # one batch, the same for every run
+            step = step * len(batches)
+        if step[0][1].shape[0] == 0:  # this rank's share of a short last batch (DDP: one run)
             continue
+        xs = [step[0][0]] * width
+        for slot, (x, _, _) in zip(slots, step):
+            xs[slot] = x
         with rt.autocast():
-            logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-        seen += y.shape[0]
-    rt.sum_across(loss_sum, correct, seen)
-    n = int(seen)
-    if n == 0:
-        return {"loss": None, "acc": None}
-    return {"loss": loss_sum.item() / n, "acc": 100.0 * int(correct) / n}
+            logits = net(xs)
+        for i, (slot, (_, y, _)) in enumerate(zip(slots, step)):
+            sums[i].add(F.cross_entropy(logits[slot].float(), y, reduction="sum"), logits[slot], y)
+    scores = []
+    for s in sums:
+        rt.sum_across(s.loss, s.correct, s.seen)
+        n = int(s.seen)
+        scores.append({"loss": None, "acc": None} if n == 0 else {"loss": s.loss.item() / n,
+                                                                 "acc": 100.0 * int(s.correct) / n})
+    return scores
 
 
 @torch.no_grad()

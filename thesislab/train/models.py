@@ -4,7 +4,8 @@ torchvision classification model by its torchvision name.
 This project's names come first: `vgg16` is the thesis's net; torchvision's VGG16 is `torchvision.vgg16`
 (any torchvision model may be written with that prefix). Every builder takes (num_classes, image_size,
 dropout); this project's nets work for any of them and any batch size (sizes after the convolutions are
-worked out at build time, never hard-coded in forward()). A torchvision model is built untrained with
+worked out at build time, never hard-coded in forward()). Each lists its layers in the order forward() runs them
+(layers()), which is what lets several runs of it train as one batched computation (array.py). A torchvision model is built untrained with
 num_classes outputs, its own dropout, and checked once at image_size: one that cannot take images that
 small is refused in one line before training starts.
 """
@@ -52,6 +53,9 @@ class VGG16(nn.Module):
     def forward(self, x):
         return self.classifier(self.pool(self.features(x)).flatten(1))
 
+    def layers(self):
+        return [*self.features, self.pool, nn.Flatten(), self.classifier]
+
 
 class SignNet(nn.Module):
     """A small, fast CNN for the 32x32 speed signs: three conv3x3 + BN + ReLU + max-pool blocks (16, 32,
@@ -72,6 +76,9 @@ class SignNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+    def layers(self):
+        return [*self.features, *self.head]
 
 
 class SimpleV3(nn.Module):
@@ -94,6 +101,9 @@ class SimpleV3(nn.Module):
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))
 
+    def layers(self):
+        return [*self.features, nn.Flatten(), *self.classifier]
+
 
 class LeNet(nn.Module):
     """The PyTorch tutorial's LeNet-style CNN: conv 6 and 16 filters of 5x5, then fully connected 120-84."""
@@ -115,6 +125,9 @@ class LeNet(nn.Module):
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))
 
+    def layers(self):
+        return [*self.features, nn.Flatten(), *self.classifier]
+
 
 class MLP(nn.Module):
     """One hidden layer of 256 units on the flattened pixels."""
@@ -128,6 +141,9 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+    def layers(self):
+        return [*self.net]
 
 
 # The registry: `model` in params.yaml is one of these names, or a torchvision model's. Adding a net is one

@@ -1,19 +1,23 @@
-"""One (schedule, seed) run, start to finish: the train stage's one call.
+"""(schedule, seed) runs, start to finish: the train stage's one call. A run alone is a pack of one; a pack is
+several runs of one configuration trained as one computation (array.py), each exactly as alone.
 
-Check the names the run needs, choose the device, assemble the run (resuming an interrupted one), train it
-until a stop rule fires, then write the model and the run's folder, and drop its working folder (checkpoint and scratch log).
+Check the names the runs need, choose the device, assemble each run (resuming an interrupted one), train them until
+each one's stop rule fires, then write each one's model and folder as it stops, and drop its working folder
+(checkpoint and scratch log).
 """
 
 import contextlib
 import fcntl
 import shutil
 import sys
+from dataclasses import dataclass
 
 from thesislab import config, files, io
 from thesislab.errors import UserError
-from thesislab.train import assemble, checkpoint, models, runtime, schedules
+from thesislab.train import array, assemble, checkpoint, models, runtime, schedules
 from thesislab.train.log import EpochLog, LiveLog, write_run
 from thesislab.train.loop import StopRules, fit
+from thesislab.train.trainer import Pack
 
 
 def check(cfg, schedule, seed):
@@ -26,13 +30,42 @@ def check(cfg, schedule, seed):
 
 
 def train(cfg, schedule, seed, paths: assemble.RunPaths, progress=True) -> dict:
-    check(cfg, schedule, seed)
+    """One run: a pack of one."""
+    return train_pack(cfg, [(schedule, seed, paths)], progress=progress)[0]
+
+
+def train_pack(cfg, runs, width=None, progress=True) -> list:
+    """Runs [(schedule, seed, RunPaths)] of one configuration (one params.yaml, one data set), trained as one
+    computation (array.py); each writes exactly the files it writes alone. Returns each run's summary, in order.
+    width: the pack's slots on CUDA (runtime.computation records it); a CPU pack is as wide as its runs."""
+    for schedule, seed, _ in runs:
+        check(cfg, schedule, seed)
+    _check_one_configuration(runs)
     rt = runtime.setup(cfg.engine)
+    if len(runs) > 1 and (why := array.why_alone(cfg, rt.world)):
+        raise UserError(f"these runs cannot share a pack: {why}; train them one at a time")
+    width = (width or len(runs)) if rt.cuda else len(runs)
     try:
-        with _only_trainer(paths.work, files.run_name(schedule, seed), rt.main):
-            return _train(cfg, schedule, seed, paths, rt, progress and rt.main)
+        with contextlib.ExitStack() as locks:
+            for schedule, seed, paths in runs:
+                locks.enter_context(_only_trainer(paths.work, files.run_name(schedule, seed), rt.main))
+            return _train(cfg, runs, width, rt, progress and rt.main)
     finally:
         runtime.teardown(rt)
+
+
+def _check_one_configuration(runs):
+    """A pack shares its data: every run must read the same path lists, stats, images and weights folder."""
+    shared = ("root", "pathlist", "stats", "cache", "weights")
+    first = runs[0][2]
+    for schedule, seed, paths in runs[1:]:
+        differ = [f for f in shared if getattr(paths, f) != getattr(first, f)]
+        if differ:
+            raise UserError(f"train@{files.run_name(schedule, seed)}: its --{differ[0]} differs from "
+                            f"train@{files.run_name(*runs[0][:2])}'s: runs of a pack share their data")
+    names = [files.run_name(s, n) for s, n, _ in runs]
+    if len(set(names)) < len(names):
+        raise UserError(f"train@{next(n for n in names if names.count(n) > 1)} is twice in one pack")
 
 
 @contextlib.contextmanager
@@ -52,46 +85,70 @@ def _only_trainer(work, name, main):
         yield
 
 
-def _train(cfg, schedule, seed, paths, rt, progress):
-    say = print if rt.main else (lambda *a, **k: None)
-    name = files.run_name(schedule, seed)
-    say(f"train@{name}: {cfg.model} on {runtime.describe(rt)}")
-    data = assemble.load_data(paths, image_size=cfg.image_size, normalize=cfg.normalize, monitor=cfg.monitor,
-                              val_fraction=cfg.val_fraction, seed=seed, device=rt.device,
-                              resident=cfg.engine.resident, progress=progress, say=say)
-    trainer = assemble.build_trainer(cfg, schedule, seed, data, rt, paths.weights, say)
-    computation = runtime.computation(rt, cfg.engine)
-    digest = checkpoint.config_digest(cfg, computation, assemble.data_files(paths, cfg.weights))
-    knobs = checkpoint.schedule_knobs(cfg, schedule)
-    fingerprint = checkpoint.fingerprint(digest, schedule, seed, knobs)
-    origin = checkpoint.origin(digest, computation, knobs)
-    rows = assemble.resume(trainer, paths.checkpoint, fingerprint, say, origin)
-    log = LiveLog(paths.log, paths.live, name, rows) if rt.main else EpochLog(rows)  # under DDP only rank 0 logs
+@dataclass
+class Record:
+    """What a run's checkpoint and metrics.json say it was made from."""
 
-    def save_checkpoint(epoch, rows):
+    digest: str
+    fingerprint: str
+    origin: dict
+    knobs: dict
+
+
+def _train(cfg, runs, width, rt, progress):
+    say = print if rt.main else (lambda *a, **k: None)
+    names = [files.run_name(schedule, seed) for schedule, seed, _ in runs]
+    where = runtime.describe(rt) + (f", {len(runs)} runs as one computation" if len(runs) > 1 else "")
+    for name in names:
+        say(f"train@{name}: {cfg.model} on {where}")
+    first = runs[0][2]
+    images = assemble.load_images(first, image_size=cfg.image_size, normalize=cfg.normalize, device=rt.device,
+                                  resident=cfg.engine.resident, progress=progress, say=say)
+    test = assemble.test_batches(images, cfg, rt)  # one test set: its batches made once for every run
+    members = [assemble.build_member(cfg, schedule, seed, images, rt, paths, test, say) for schedule, seed, paths in runs]
+    pack = Pack(members, cfg, rt, assemble.make_optimizer, assemble.wrap, width)
+    computation = runtime.computation(rt, cfg.engine, width)
+    digest = checkpoint.config_digest(cfg, computation, assemble.data_files(first, cfg.weights))
+    records = {}
+    for m in members:
+        knobs = checkpoint.schedule_knobs(cfg, m.schedule_name)
+        fingerprint = checkpoint.fingerprint(digest, m.schedule_name, m.seed, knobs)
+        records[m.name] = Record(digest, fingerprint, checkpoint.origin(digest, computation, knobs), knobs)
+        rows = assemble.resume(m, m.paths.checkpoint, fingerprint, say, records[m.name].origin)
+        m.log = LiveLog(m.paths.log, m.paths.live, m.name, rows) if rt.main else EpochLog(rows)  # DDP: rank 0 logs
+
+    def save_checkpoint(m, epoch):
         if rt.main:
-            checkpoint.save(paths.checkpoint, {"fingerprint": fingerprint, "origin": origin, "epoch": epoch, "log": rows,
-                                               **trainer.state_dict()})
+            r = records[m.name]
+            checkpoint.save(m.paths.checkpoint, {"fingerprint": r.fingerprint, "origin": r.origin, "epoch": epoch,
+                                                 "log": m.log.rows, **m.state_dict()})
+
+    summaries = {}
+
+    def finish(m, stop_reason):
+        r = records[m.name]
+        summary = m.log.summary(stop_reason, schedule=m.schedule_name, seed=m.seed, model=cfg.model,
+                                device=runtime.describe(rt), config=r.digest, computation=computation,
+                                schedule_params=r.knobs,
+                                test_set=files.test_set_digest(m.paths.pathlist, m.paths.root))
+        if rt.main:
+            m.log.finish(summary)
+            _write_outputs(cfg, m, pack)
+            m.log.retire()
+            shutil.rmtree(m.paths.work, ignore_errors=True)  # the checkpoint could only resume this finished run
+            _say_summary(m.name, summary, say)
+        summaries[m.name] = summary
 
     rules = StopRules(cfg.epochs, cfg.loss_stop, cfg.monitor, cfg.checkpoint_every)
-    stop_reason = fit(trainer, log, rules, save_checkpoint, say, name, progress)
-    summary = log.summary(stop_reason, schedule=schedule, seed=seed, model=cfg.model, device=runtime.describe(rt),
-                          config=digest, computation=computation, schedule_params=knobs,
-                          test_set=files.test_set_digest(paths.pathlist, paths.root))
-    if rt.main:
-        log.finish(summary)
-        _write_outputs(cfg, data, trainer, paths)
-        log.retire()
-        shutil.rmtree(paths.work, ignore_errors=True)  # the checkpoint could only resume this finished run
-        _say_summary(name, summary, say)
-    return summary
+    fit(pack, rules, save_checkpoint, finish, say, progress)
+    return [summaries[name] for name in names]
 
 
-def _write_outputs(cfg, data, trainer, paths):
-    test = assemble.batches(data, data.test, assemble.eval_batch_size(cfg), trainer.rt, shard=False)
-    predictions = trainer.predict(test)
+def _write_outputs(cfg, member, pack):
+    data, paths = member.data, member.paths
+    predictions = pack.predict(member, member.eval_batches["test"])
     with io.together():  # the model and the run's folder are replaced together: never one run's beside another's
-        checkpoint.save_model(paths.model, trainer.model, name=cfg.model, classes=data.classes,
+        checkpoint.save_model(paths.model, member.model, name=cfg.model, classes=data.classes,
                               image_size=cfg.image_size, dropout=cfg.dropout, normalization=data.normalization)
         write_run(paths.run, paths.log, data.test.labels.cpu().tolist(), predictions.tolist(), data.classes)
 
@@ -100,7 +157,8 @@ def _say_summary(name, s, say):
     def pct(v):
         return "undefined" if v is None else f"{v:.2f}%"
 
-    say(f"train@{name}: stopped by {s['stop_reason']} after {s['epochs']} epochs: test {pct(s['test_acc'])} "
+    # The line's start (files.FINISHED) says the run's outputs are written: a pack's worker marks it done by it.
+    say(f"{files.FINISHED.format(name=name)} {s['stop_reason']} after {s['epochs']} epochs: test {pct(s['test_acc'])} "
         f"(best {pct(s['best_test_acc'])}), {s['lr_reductions']} LR reductions, {s['train_seconds']}s, "
         f"{s['images_per_second']:,.0f} images/s")
     if s["stop_reason"] == "diverged":

@@ -120,17 +120,21 @@ def teardown(rt: Runtime):
         dist.destroy_process_group()
 
 
-def computation(rt: Runtime, engine) -> dict:
+def computation(rt: Runtime, engine, pack=1) -> dict:
     """How the arithmetic is done, as resolved on this machine: what a resumed run must share with the run
     that saved the checkpoint. `device: auto` and `device: cpu` are the same computation on a CPU-only
-    machine; bf16 is only in effect on CUDA."""
+    machine; bf16 is only in effect on CUDA. pack: the width of the pack the run trains in; on the CPU a packed
+    run computes exactly as alone, on CUDA its kernels depend on the width (recorded, so never mixed)."""
     # torch's version (other kernels) and the CPU thread count (reductions split another way) change rounding too;
     # engine.threads fixes the count, which is what a sweep's workers all set. The CPU kernels count on CUDA too:
     # the initial weights are drawn on the CPU.
     threads = engine.threads if rt.device.type == "cpu" else None
-    return {"device": rt.device.type, "bf16": rt.bf16, "channels_last": rt.channels_last, "compile": engine.compile,
-            "processes": rt.world, "eval_batch_size": engine.eval_batch_size, "torch": torch.__version__,
-            "threads": threads, "portable": engine.portable, "cpu_kernels": arithmetic.kernels(engine.portable)}
+    record = {"device": rt.device.type, "bf16": rt.bf16, "channels_last": rt.channels_last, "compile": engine.compile,
+              "processes": rt.world, "eval_batch_size": engine.eval_batch_size, "torch": torch.__version__,
+              "threads": threads, "portable": engine.portable, "cpu_kernels": arithmetic.kernels(engine.portable)}
+    if rt.device.type != "cpu" and pack > 1:
+        record["pack"] = pack
+    return record
 
 
 def describe(rt: Runtime) -> str:
