@@ -172,3 +172,22 @@ def test_each_nets_layers_are_its_forward(name):
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(torch.nn.Sequential(*net.layers())(x), net(x))
+
+
+def test_a_pack_out_of_memory_splits_and_goes_on(tiny_data, tmp_path, monkeypatch, capsys):
+    """A pack that runs out of (GPU) memory in its second epoch splits in two, and each half goes on from its runs'
+    checkpoints: every run ends as it does alone."""
+    runs = [("static", 0), ("dynamic", 0), ("static", 1), ("dynamic", 1)]
+    over = dict(epochs=3, checkpoint_every=1, **CUTS)
+    real = engine.train_one_epoch
+
+    def short_of_memory(net, members, *args, **kw):
+        if len(members) > 2 and members[0].log.epochs_done == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(net, members, *args, **kw)
+
+    monkeypatch.setattr(engine, "train_one_epoch", short_of_memory)
+    packed = train(tiny_data, tmp_path / "pack", runs, **over)
+    assert ("pack of 4 runs: out of GPU memory; split into packs of 2 and 2, each run going on from its last "
+            "checkpoint") in capsys.readouterr().out
+    assert packed == alone(tiny_data, tmp_path, runs, **over)

@@ -85,6 +85,18 @@ def test_local_sweep_lands_as_a_serial_repro(serial, tmp_path):
 
 
 @pytest.mark.slow  # CI runs it after make test (make test-slow)
+def test_a_packed_sweep_lands_as_a_serial_repro(serial, tmp_path):
+    """--pack 2: both runs in one process, as one computation; dvc.lock, every model and run file as serial."""
+    swept = make_project(tmp_path / "proj")
+    out = sweep(swept, "--pack", "2").stdout
+    assert "sweep: 2 runs to train, as 1 pack of up to 2 (one computation each); local:" in out
+    assert_lands_as(swept, serial)
+    log = (swept.path / ".sweep" / "logs" / "static-0.log").read_text()
+    assert "in pack-static-0+1.log with 1 other runs" in log and "2 runs as one computation" in log
+    assert "dynamic-0 epoch" not in log  # each run's log holds its own lines
+
+
+@pytest.mark.slow  # CI runs it after make test (make test-slow)
 def test_a_named_sweep_is_an_experiment_like_exp_run(tmp_path):
     swept = make_project(tmp_path / "proj")
     sweep(swept, "-S", "compare.min_effect=1", "-n", "wide-margin")

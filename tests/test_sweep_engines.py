@@ -52,6 +52,16 @@ def test_slurm_array_lands_as_a_serial_repro_and_a_lost_task_is_submitted_again(
 
 
 @needs_slurm
+def test_slurm_trains_a_pack_as_one_task(slow_serial, tmp_path):
+    project = make_project(tmp_path / "proj", **SLOW)
+    out = sweep(project, "--engine", "slurm", "--time", "10:00", "--pack", "2").stdout
+    assert "as 1 pack of up to 2" in out
+    tasks = next((project.path / ".sweep" / "slurm").glob("tasks-*.tsv")).read_text().splitlines()
+    assert len(tasks) == 1 and tasks[0].startswith("pack-static-0+1\tpython -m stages.train --pack ")
+    assert_lands_as(project, slow_serial)
+
+
+@needs_slurm
 def test_slurm_ctrl_c_cancels_the_array(tmp_path):
     project = make_project(tmp_path / "proj", **SLOW)
     child = start_sweep(project, "--engine", "slurm")
@@ -109,6 +119,15 @@ def test_ray_runs_each_on_its_own_gpu_and_retries_a_killed_one(slow_serial, ray_
         assert run_files(project, name) == run_files(slow_serial, name)
         assert (project.path / f"models/{name}.pt").read_bytes() == (slow_serial.path / f"models/{name}.pt").read_bytes()
     assert "up to date" in project.dvc("status").stdout
+
+
+def test_ray_trains_a_pack_as_one_task(slow_serial, ray_cluster, tmp_path):
+    project = make_project(tmp_path / "proj", **SLOW)
+    out = sweep(project, "--engine", "ray", "--address", ray_cluster.address, "--pack", "2").stdout
+    assert "as 1 pack of up to 2" in out
+    where = json.loads((project.path / ".sweep" / "runs" / "pack-static-0+1.json").read_text())["where"]
+    assert where.startswith("ray node ")
+    assert_lands_as(project, slow_serial)
 
 
 def test_ray_options_that_cannot_work_are_one_line(tmp_path):

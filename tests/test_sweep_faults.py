@@ -185,3 +185,26 @@ def test_kill_9_of_the_sweep_leaves_no_run_training(tmp_path, shell):
     assert alive == []
     child.wait(timeout=60)
     assert train_processes(project) == []
+
+
+def test_a_packed_sweep_interrupted_resumes_every_run_to_the_uninterrupted_bytes(slow_serial, tmp_path):
+    """A pack of both runs: Ctrl-C of the sweep, then kill -9 of the pack's process (no retries: both runs are
+    missing), then the sweep again: each run resumes from its own checkpoint and lands as the serial run did."""
+    project = make_project(tmp_path / "proj", **SLOW)
+    checkpoints = [project.path / "checkpoints" / run / "last.pt" for run in ("static-0", "dynamic-0")]
+    child = start_sweep(project, "--pack", "2")
+    wait_for(lambda: all(c.exists() for c in checkpoints), "both runs of the pack checkpointed", child)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=HANG)
+    assert child.returncode == 130, err
+    assert train_processes(project) == []
+    child = start_sweep(project, "--pack", "2", "--retries", "0")
+    kill_run(project, "static", child)  # the pack's one process: both runs die with it
+    out, err = child.communicate(timeout=HANG)
+    assert child.returncode == 2, err
+    assert "2 of 2 runs did not finish" in err
+    out = sweep(project, "--pack", "2").stdout
+    assert "as 1 pack of up to 2" in out and "Running stage 'train@" not in out
+    for run in ("static-0", "dynamic-0"):
+        assert (project.path / ".sweep" / "logs" / f"{run}.log").read_text().count("resuming from") >= 1
+    assert_lands_as(project, slow_serial)

@@ -130,3 +130,90 @@ def test_an_experiment_without_a_git_identity_is_refused_before_any_work(tmp_pat
         plan.check_git_identity()  # a name, no email
     subprocess.run(["git", "config", "user.email", "a@example.com"], check=True)
     plan.check_git_identity()  # an identity: nothing to say
+
+
+# --- packs -------------------------------------------------------------------------------------------------------
+
+
+def task(name, root="data/raw/speedsigns"):
+    schedule, seed = name.rsplit("-", 1)
+    cmd = (f"python -m stages.train --schedule {schedule} --seed {seed} --root {root} --pathlist data/pathlist "
+           f"--stats metrics/stats.json --cache data/cache --model models/{name}.pt --weights data/weights "
+           f"--checkpoints checkpoints/{name} --out metrics/runs/{name} --live metrics/live")
+    return plan.Task(name, f"train@{name}", cmd, None, None, None, 3, "key")
+
+
+def test_runs_pack_by_the_size_asked_and_never_across_data():
+    runs = [task(n) for n in ("static-0", "dynamic-0", "static-1", "dynamic-1", "static-2")]
+    units = plan.packs(runs, 2)
+    assert [[t.name for t in plan.members(u)] for u in units] == [["static-0", "dynamic-0"], ["static-1", "dynamic-1"],
+                                                                  ["static-2"]]
+    assert isinstance(units[0], plan.Pack) and units[2] is runs[4]  # a run left alone is its own task
+    assert units[0].name == "pack-static-0+1" and str(units[0].status) == ".sweep/runs/pack-static-0+1.json"
+    assert units[0].cmd.startswith("python -m stages.train --pack 'python -m stages.train --schedule static --seed 0 ")
+    assert plan.packs(runs, 1) == runs
+    cuda = plan.packs(runs, 2, width=2)
+    assert isinstance(cuda[2], plan.Pack) and "--width 2" in cuda[2].cmd  # CUDA pads every pack to its width
+    other = [task("static-0"), task("static-1", root="data/raw/cifar10"), task("dynamic-0")]
+    assert [[t.name for t in plan.members(u)] for u in plan.packs(other, 4)] == [["static-0", "dynamic-0"],
+                                                                                 ["static-1"]]
+
+
+def test_a_net_packing_does_not_cover_trains_alone_and_the_sweep_says_why(capsys):
+    from conftest import tiny_config
+
+    env = collections.namedtuple("Env", "device")
+    opts = collections.namedtuple("Opts", "pack")
+    assert sweep_main.pack_size(opts(None), env("cpu"), tiny_config(), 6) == (1, None)  # the CPU: no gain measured
+    assert sweep_main.pack_size(opts(3), env("cpu"), tiny_config(), 6) == (3, None)
+    assert sweep_main.pack_size(opts(3), env("cuda"), tiny_config(), 6) == (3, 3)
+    assert sweep_main.pack_size(opts(3), env("cpu"), tiny_config(model="resnet18"), 6) == (1, None)
+    assert capsys.readouterr().out == ("sweep: each run trains alone: model resnet18 is a torchvision model, which "
+                                       "packing does not cover\n")
+
+
+FAKE_PACK = """import sys, time
+# Prints what a pack prints: lines of each run, and FINISHED for those named in argv[1]; exits argv[2].
+for name in sys.argv[1].split(","):
+    print(f"{name} epoch   1/3  lr 0.01", flush=True)
+    print(f"train@{name}: stopped by max_epochs after 3 epochs", flush=True)
+print("data: a line of the whole pack", flush=True)
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def test_a_packs_worker_keeps_each_runs_status_and_log_and_retries_only_the_unfinished(tmp_path, monkeypatch):
+    from thesislab.sweep import worker
+
+    script = tmp_path / "fake_pack.py"
+    script.write_text(FAKE_PACK)
+    units = plan.packs([task("static-0"), task("dynamic-0"), task("static-1")], 3)
+    status, log = tmp_path / "runs" / "pack.json", tmp_path / "logs" / "pack.log"
+    head, runs = worker.pack_runs(units[0].cmd)
+    assert head == ["python", "-m", "stages.train", "--pack"] and [n for n, _ in runs] == ["static-0", "dynamic-0",
+                                                                                          "static-1"]
+    calls, real = [], subprocess.Popen
+
+    def popen(argv, **kw):  # the pack's command, as the worker runs it; a fake that finishes static-0 and static-1
+        calls.append(worker.pack_runs(shlex_join(argv)))
+        done = "static-0,static-1" if len(calls) == 1 else "dynamic-0"
+        return real([sys.executable, str(script), done, "9" if len(calls) == 1 else "0"], **kw)
+
+    def shlex_join(argv):
+        import shlex
+
+        return shlex.join(argv)
+
+    monkeypatch.setattr(worker.subprocess, "Popen", popen)
+    assert worker.run_pack(str(status), str(log), units[0].cmd) == 9
+    state = {n: json.loads((tmp_path / "runs" / f"{n}.json").read_text()) for n in ("static-0", "dynamic-0", "static-1")}
+    assert (state["static-0"]["state"], state["static-1"]["state"], state["dynamic-0"]["state"]) == (
+        "done", "done", "failed")
+    assert state["dynamic-0"]["rc"] == 9 and json.loads(status.read_text())["state"] == "failed"
+    own = (tmp_path / "logs" / "static-0.log").read_text()
+    assert "static-0 epoch   1/3" in own and "static-1 epoch" not in own and "data: a line of the whole pack" in own
+    # Started again (the engine's retry): only the run not done trains, and it counts a second attempt.
+    assert worker.run_pack(str(status), str(log), units[0].cmd) == 0
+    assert [n for n, _ in calls[1][1]] == ["dynamic-0"]
+    again = json.loads((tmp_path / "runs" / "dynamic-0.json").read_text())
+    assert again["state"] == "done" and again["attempt"] == 2

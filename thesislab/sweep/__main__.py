@@ -47,6 +47,9 @@ def parse_args(argv=None):
     local = ap.add_argument_group("local")
     local.add_argument("--jobs", type=int, help="runs at once (default: GPUs x --runs-per-gpu, or cores / threads)")
     local.add_argument("--runs-per-gpu", type=int, default=1, help="runs sharing each GPU (small nets; also Ray)")
+    ap.add_argument("--pack", type=int, metavar="N",
+                    help="train up to N runs as one computation in one process (1: each alone; default: on a GPU as "
+                         "many as fit its memory, on the CPU 1, where packing measured no faster: docs/sweep.md)")
     cluster = ap.add_argument_group("slurm and ray")
     cluster.add_argument("--gpus-per-run", type=int, default=None,
                          help="GPUs each run asks for (default: 1 where engine.device is cuda, else 0)")
@@ -100,6 +103,8 @@ def visible_gpus(count) -> list:
 def check_options(opts, cfg):
     if opts.retries < 0:
         raise UserError("--retries: must be 0 or more")
+    if opts.pack is not None and opts.pack < 1:
+        raise UserError("--pack: must be at least 1 (1 trains each run alone)")
     if opts.gpus_per_run is None:
         opts.gpus_per_run = 1 if cfg.engine.device == "cuda" and opts.engine != "local" else 0
     if opts.gpus_per_run < 0 or (opts.max_parallel is not None and opts.max_parallel < 1):
@@ -194,7 +199,7 @@ def batch(engine, cfg, opts, rebuild=False):
         print(f"sweep: {len(again)} committed runs have no model file here: training them again, each to be checked "
               "against the model dvc.lock records")
     if tasks or again:
-        verdicts = train(engine, tasks + again, opts)
+        verdicts = train(engine, tasks + again, opts, cfg)
         for v in verdicts:
             # `git diff HEAD`, not `git diff`: DVC stages the dvc.lock it rewrites (core.autostage), so a plain
             # diff would show the run folder's timings and hide the new model md5 (docs/reliability.md).
@@ -219,17 +224,23 @@ def next_look(cfg):
 RECORD_EVERY = 5.0  # seconds between `dvc commit`s of runs that finished meanwhile (each costs a DVC start-up)
 
 
-def train(engine, tasks, opts):
-    """Run the tasks through the engine (in a thread) while this thread records each finished run in DVC as it
-    finishes: a sweep that dies later, however, keeps what finished."""
-    print(f"sweep: {len(tasks)} runs to train; {engine.describe()}")
-    fresh_state(tasks)
+def train(engine, tasks, opts, cfg):
+    """Run the tasks through the engine (in a thread; packed where that pays) while this thread records each
+    finished run in DVC as it finishes: a sweep that dies later, however, keeps what finished."""
+    units = plan.packs(tasks, *pack_size(opts, engine.env, cfg, len(tasks)))
+    packed = [u for u in units if isinstance(u, plan.Pack)]
+    how = (f", as {len(packed)} pack{'s' if len(packed) > 1 else ''} of up to {max(len(p.tasks) for p in packed)} "
+           "(one computation each)") if packed else ""
+    print(f"sweep: {len(tasks)} runs to train{how}; {engine.describe()}")
+    fresh_state(tasks + packed)
     recorder = Recorder(tasks)
     result = {}
 
     def run_engine():
         try:
-            result["outcome"] = engine.run(tasks, board, opts.retries)
+            outcome = engine.run(units, board, opts.retries)
+            # A pack's outcome is each of its runs'.
+            result["outcome"] = {t.name: outcome.get(u.name) for u in units for t in plan.members(u)}
         except BaseException as err:  # re-raised below, in the main thread
             result["error"] = err
 
@@ -259,6 +270,20 @@ def train(engine, tasks, opts):
         raise UserError(f"{_full_disk()}{len(missing)} of {len(tasks)} runs did not finish: {names}; the comparison was not "
                         "updated; run the sweep again (with the same -S and -n) to train only those")
     return [recorder.verdicts[t.name] for t in tasks if t.name in recorder.verdicts]
+
+
+def pack_size(opts, env, cfg, runs) -> tuple:
+    """(runs a pack, the pack's width on CUDA or None): --pack, else on a GPU as many as fit its memory, on the
+    CPU one (packing measured no faster there: each run's arithmetic is the same work, BENCHMARKS.md). A net that
+    packing does not cover trains alone, and the sweep says why."""
+    from thesislab.train import array
+
+    size = opts.pack if opts.pack is not None else (
+        array.runs_that_fit(cfg, runs) if env.device == "cuda" else 1)
+    if size > 1 and (why := array.why_alone(cfg)):
+        print(f"sweep: each run trains alone: {why}")
+        return 1, None
+    return size, (size if env.device == "cuda" and size > 1 else None)
 
 
 LOW_DISK = 64 * 2**20  # bytes free under .sweep/ below which a failed run is put down to the disk

@@ -23,7 +23,9 @@ class Board:
         self._thread = None
 
     def note(self, task, text):
-        self.notes[task.name] = text
+        """What the engine says of a task: of each of its runs, for a pack."""
+        for run in getattr(task, "tasks", (task,)):
+            self.notes[run.name] = text
 
     def line(self, task) -> str:
         status = read_status(task.status)

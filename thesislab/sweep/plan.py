@@ -53,6 +53,66 @@ class Task:
         return STATE / "logs" / f"{self.name}.log"
 
 
+@dataclass(frozen=True)
+class Pack:
+    """Runs the sweep trains as one computation in one process (`python -m stages.train --pack` of their stages'
+    own commands): one task for the engine, one worker, one torch import, one CUDA context. Its worker keeps each
+    run's own status file and log as it would for the run alone, and marks each done as it finishes."""
+
+    tasks: tuple
+    width: int = None  # the pack's slots on CUDA (None: as many as its runs)
+
+    @property
+    def name(self) -> str:
+        return f"pack-{self.tasks[0].name}+{len(self.tasks) - 1}"
+
+    @property
+    def cmd(self) -> str:
+        width = ["--width", str(self.width)] if self.width else []
+        return shlex.join(["python", "-m", "stages.train", "--pack", *width, *(t.cmd for t in self.tasks)])
+
+    @property
+    def epochs(self) -> int:
+        return self.tasks[0].epochs
+
+    @property
+    def status(self) -> Path:
+        return STATE / "runs" / f"{self.name}.json"
+
+    @property
+    def log(self) -> Path:
+        return STATE / "logs" / f"{self.name}.log"
+
+
+def packs(tasks, size, width=None) -> list:
+    """The engine's tasks: the runs in packs of at most `size` (a run left alone is its own task, unless CUDA pads it
+    to `width`). Runs pack only with runs that read the same data (a sweep's all share params.yaml): a pack of
+    mixed configurations is never formed."""
+    if size <= 1:
+        return list(tasks)
+    groups = {}
+    for t in tasks:
+        groups.setdefault(_data_args(t.cmd), []).append(t)
+    found = []
+    for group in groups.values():
+        for start in range(0, len(group), size):
+            chunk = tuple(group[start:start + size])
+            found.append(chunk[0] if len(chunk) == 1 and not width else Pack(chunk, width))
+    return found
+
+
+def members(unit) -> list:
+    """The runs an engine's task trains: a pack's, or the task itself."""
+    return list(unit.tasks) if isinstance(unit, Pack) else [unit]
+
+
+def _data_args(cmd) -> tuple:
+    from stages.train import parse_args
+
+    args = parse_args(shlex.split(cmd)[3:])
+    return args.root, args.pathlist, args.stats, args.cache, args.weights
+
+
 def dvc(*args, capture=False):
     """A DVC command, as the user would type it, its output shown (or captured)."""
     sys.stdout.flush()

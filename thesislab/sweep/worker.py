@@ -5,8 +5,13 @@ the run's status file (which the sweep's progress board reads, on this host or f
 
 Exits with the command's status. The status file is {"state": running|done|failed, "where", "attempt", "rc"};
 each start counts an attempt, so a retried or requeued task says how many times it ran.
+
+A pack (CMD is `python -m stages.train --pack ...`, plan.Pack) keeps, beside its own status and log, each of its
+runs' as the run alone would have them: a run is done when the pack prints that its outputs are written
+(files.FINISHED), while the others train on; started again, the pack trains only the runs not done.
 """
 
+import contextlib
 import json
 import os
 import shlex
@@ -17,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from thesislab import io
+from thesislab import files, io
 from thesislab.parallel import PARENT, die_with_parent
 
 
@@ -67,6 +72,87 @@ def run(status, log, cmd) -> int:
     return rc
 
 
+PACK = "--pack"
+
+
+def pack_runs(cmd):
+    """(the command before its runs, [(run name, its stage command)]) of a pack's command, or None for one run's."""
+    tokens = shlex.split(cmd)
+    if PACK not in tokens:
+        return None
+    head = tokens[:tokens.index(PACK) + 1]
+    rest = tokens[len(head):]
+    if rest[:1] == ["--width"]:
+        head, rest = head + rest[:2], rest[2:]
+    runs = []
+    for stage_cmd in rest:
+        args = shlex.split(stage_cmd)
+        runs.append((files.run_name(args[args.index("--schedule") + 1], args[args.index("--seed") + 1]), stage_cmd))
+    return head, runs
+
+
+def run_pack(status, log, cmd) -> int:
+    head, runs = pack_runs(cmd)
+    runs_status, runs_log = Path(status).parent, Path(log).parent
+    todo = [(name, c) for name, c in runs if read_status(runs_status / f"{name}.json").get("state") != "done"]
+    attempt = read_status(status).get("attempt", 0) + 1
+    started = time.time()
+    io.write_json(status, {"state": "running", "where": where(), "attempt": attempt, "started": started})
+    own = {}
+    for name, _ in todo:
+        own[name] = {"status": runs_status / f"{name}.json", "log": runs_log / f"{name}.log"}
+        own[name]["attempt"] = read_status(own[name]["status"]).get("attempt", 0) + 1
+        io.write_json(own[name]["status"], {"state": "running", "where": where(), "attempt": own[name]["attempt"],
+                                            "started": started})
+    cmd = shlex.join([*head, *(c for _, c in todo)])
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    finished = set()
+    with open(log, "ab") as out, contextlib.ExitStack() as stack:
+        logs = {name: stack.enter_context(open(o["log"], "ab")) for name, o in own.items()}
+        _write(out, f"--- attempt {attempt} on {where()}: {cmd}\n".encode())
+        for name, f in logs.items():
+            _write(f, f"--- attempt {own[name]['attempt']} on {where()}, in {Path(log).name} with "
+                      f"{len(todo) - 1} other runs: {cmd}\n".encode())
+        proc = subprocess.Popen(shlex.split(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env={**os.environ, PARENT: str(os.getpid())})
+        try:
+            for line in proc.stdout:
+                _write(out, line)
+                owner = _owner(line, logs)
+                for name in [owner] if owner else logs:
+                    _write(logs[name], line)
+                if owner and line.startswith(files.FINISHED.format(name=owner).encode()):
+                    finished.add(owner)  # its model and folder are written: the sweep may record it now
+                    io.write_json(own[owner]["status"], {"state": "done", "where": where(), "attempt":
+                                                         own[owner]["attempt"], "rc": 0,
+                                                         "seconds": round(time.time() - started, 1)})
+            rc = proc.wait()
+        except KeyboardInterrupt:  # the sweep was cancelled: the pack got the same signal and stops cleanly
+            rc = proc.wait()
+    rc = 128 - rc if rc < 0 else rc
+    for name in own:
+        if name not in finished:
+            io.write_json(own[name]["status"], {"state": "failed", "where": where(), "attempt": own[name]["attempt"],
+                                                "rc": rc or 1, "seconds": round(time.time() - started, 1)})
+    io.write_json(status, {"state": "done" if rc == 0 else "failed", "where": where(), "attempt": attempt, "rc": rc,
+                           "seconds": round(time.time() - started, 1)})
+    return rc
+
+
+def _owner(line, names):
+    """The run a line of a pack's output is about (its epoch lines and its train@ lines), or None (for all)."""
+    text = line.decode(errors="replace")
+    for name in names:
+        if text.startswith((f"train@{name}:", f"{name} epoch ")):
+            return name
+    return None
+
+
+def _write(f, data):
+    f.write(data)
+    f.flush()
+
+
 def describe_exit(rc) -> str:
     """How a run ended, in words: exit 1, killed by SIGKILL, lost (no status: its node or job went away)."""
     if rc is None or rc == LOST:
@@ -91,8 +177,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 4 or argv[2] != "--":
         sys.exit("usage: python -m thesislab.sweep.worker STATUS LOG -- CMD")
+    cmd = " ".join(argv[3:])
     try:
-        sys.exit(run(argv[0], argv[1], " ".join(argv[3:])))
+        sys.exit(run_pack(argv[0], argv[1], cmd) if pack_runs(cmd) else run(argv[0], argv[1], cmd))
     except OSError as err:  # its status or log (a full disk): the sweep says so, since no log can
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_NO_STATE)

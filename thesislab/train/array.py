@@ -40,6 +40,40 @@ def why_alone(cfg, world=1):
     return None
 
 
+MOST = 64  # runs a pack may hold: beyond this a GPU gains little (BENCHMARKS.md) and a failure costs more runs
+MEMORY_SHARE = 0.7  # of the GPU's memory a pack may plan to fill; an estimate too low splits the pack (run.py)
+
+
+def runs_that_fit(cfg, runs) -> int:
+    """How many runs of these params one GPU's memory holds as a pack, from its total memory (the same on every
+    GPU of a model, so that a sweep's packs have one width run after run): each run's weights, gradients and
+    momentum, and the activations a step keeps for its backward pass, estimated from one image's forward pass.
+    At most `runs` and MOST."""
+    import torch
+
+    if cfg.model not in models.REGISTRY:
+        return 1
+    per_run = run_bytes(cfg)
+    total = torch.cuda.get_device_properties(0).total_memory
+    return max(1, min(runs, MOST, int(MEMORY_SHARE * total // per_run)))
+
+
+def run_bytes(cfg) -> int:
+    """Bytes one run of a pack needs on the GPU, estimated (float32 throughout; bf16 autocast needs less)."""
+    net = models.build(cfg.model, 11, cfg.image_size, cfg.dropout).eval()
+    kept = []
+    hooks = [m.register_forward_hook(lambda m, i, o: kept.append(o.numel())) for m in net.modules()
+             if not list(m.children())]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+    for h in hooks:
+        h.remove()
+    params = sum(p.numel() for p in net.parameters())
+    train = cfg.batch_size * sum(kept) * 2  # each layer's output kept for the backward pass, and its gradient
+    evaluation = min(cfg.engine.eval_batch_size, 1024) * max(kept) * 2
+    return 4 * (4 * params + max(train, evaluation))
+
+
 class Single:
     """One run's net, called as a pack's is: a list of one batch in, a list of one batch of logits out. Its dropout
     draws from the global generator, seeded each epoch (as every run alone always has)."""

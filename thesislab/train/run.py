@@ -12,6 +12,8 @@ import shutil
 import sys
 from dataclasses import dataclass
 
+import torch
+
 from thesislab import config, files, io
 from thesislab.errors import UserError
 from thesislab.train import array, assemble, checkpoint, models, runtime, schedules
@@ -45,13 +47,31 @@ def train_pack(cfg, runs, width=None, progress=True) -> list:
     if len(runs) > 1 and (why := array.why_alone(cfg, rt.world)):
         raise UserError(f"these runs cannot share a pack: {why}; train them one at a time")
     width = (width or len(runs)) if rt.cuda else len(runs)
+    summaries = {}  # each run's, as it finishes
     try:
         with contextlib.ExitStack() as locks:
             for schedule, seed, paths in runs:
                 locks.enter_context(_only_trainer(paths.work, files.run_name(schedule, seed), rt.main))
-            return _train(cfg, runs, width, rt, progress and rt.main)
+            _train(cfg, runs, width, rt, progress and rt.main, summaries)
+    except torch.OutOfMemoryError:
+        left = [r for r in runs if files.run_name(*r[:2]) not in summaries]
+        if len(left) < 2:
+            raise UserError("out of GPU memory with one run alone: lower batch_size or engine.eval_batch_size") from None
+        half = len(left) // 2
+        print(f"pack of {len(left)} runs: out of GPU memory; split into packs of {half} and {len(left) - half}, each "
+              "run going on from its last checkpoint", flush=True)
+        torch.cuda.empty_cache()
+        for part in (left[:half], left[half:]):
+            for summary, (schedule, seed, _) in zip(train_pack(cfg, part, _narrower(width, len(part)), progress), part):
+                summaries[files.run_name(schedule, seed)] = summary
     finally:
         runtime.teardown(rt)
+    return [summaries[files.run_name(schedule, seed)] for schedule, seed, _ in runs]
+
+
+def _narrower(width, runs):
+    """A split pack's width: half the slots, at least its runs."""
+    return max(runs, (width + 1) // 2) if width else None
 
 
 def _check_one_configuration(runs):
@@ -95,7 +115,7 @@ class Record:
     knobs: dict
 
 
-def _train(cfg, runs, width, rt, progress):
+def _train(cfg, runs, width, rt, progress, summaries):
     say = print if rt.main else (lambda *a, **k: None)
     names = [files.run_name(schedule, seed) for schedule, seed, _ in runs]
     where = runtime.describe(rt) + (f", {len(runs)} runs as one computation" if len(runs) > 1 else "")
@@ -123,8 +143,6 @@ def _train(cfg, runs, width, rt, progress):
             checkpoint.save(m.paths.checkpoint, {"fingerprint": r.fingerprint, "origin": r.origin, "epoch": epoch,
                                                  "log": m.log.rows, **m.state_dict()})
 
-    summaries = {}
-
     def finish(m, stop_reason):
         r = records[m.name]
         summary = m.log.summary(stop_reason, schedule=m.schedule_name, seed=m.seed, model=cfg.model,
@@ -141,7 +159,6 @@ def _train(cfg, runs, width, rt, progress):
 
     rules = StopRules(cfg.epochs, cfg.loss_stop, cfg.monitor, cfg.checkpoint_every)
     fit(pack, rules, save_checkpoint, finish, say, progress)
-    return [summaries[name] for name in names]
 
 
 def _write_outputs(cfg, member, pack):
