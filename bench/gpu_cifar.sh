@@ -8,6 +8,8 @@
 # `dataset: folder`, with the thesis's settings (VGG16, batch 8, lr 0.01, dropout 0.5, monitor test) and
 # static-0 and dynamic-0 training at once on the GPU, cut at EPOCHS epochs or when the call's time is spent
 # (TOTAL seconds: per-epoch figures are written as each epoch ends, so a cut run still reports what it did).
+# PACK=1 trains the thesis's grid instead (static and dynamic, seeds 0, 1, 2) as one pack (python -m stages.train
+# --pack), the per-epoch figures of each run read from its working folder when the call's time cuts it short.
 # Run from the repository root: bash bench/gpu_cifar.sh (a check on the CPU: a small cifar10/ folder in $DATA,
 # NEED_TRAIN/NEED_TEST its image counts, EXTRA="engine.device=cpu model=signnet" COMPILE=false). Results: $OUT/log.txt, $OUT/results.txt, $OUT/runs.tgz.
 set -u
@@ -64,6 +66,7 @@ for kv in sys.argv[1:]:
 yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
 EOF
 }
+[ "${PACK:-0}" = 1 ] && COMPILE=false  # a pack's net is not compiled (array.why_alone)
 set_params dataset=folder source=data/sources/cifar10 model=vgg16 batch_size=8 lr=0.01 dropout=0.5 monitor=test \
     "epochs=$EPOCHS" 'seeds=[0]' augment=false engine.device=cuda "engine.compile=$COMPILE" checkpoint_every=0 ${EXTRA:-}
 cat params.yaml >>"$LOG"
@@ -87,18 +90,39 @@ train() {  # train SCHEDULE: dvc.yaml's train command for SCHEDULE-0
         --checkpoints "checkpoints/$1-0" --out "metrics/runs/$1-0" --live "metrics/live-$1-0"
 }
 left=$((TOTAL - SECONDS - 25))
-say "training static-0 and dynamic-0 at once, at most $EPOCHS epochs or ${left}s"
-t0=$SECONDS
-(timeout -k 5 "$left" bash -c "$(declare -f train); PY=$PY; train static" >>"$OUT/static.txt" 2>&1; \
-    echo "static rc=$? $((SECONDS - t0))s" >>"$RESULTS") &
-(timeout -k 5 "$left" bash -c "$(declare -f train); PY=$PY; train dynamic" >>"$OUT/dynamic.txt" 2>&1; \
-    echo "dynamic rc=$? $((SECONDS - t0))s" >>"$RESULTS") &
-wait
+if [ "${PACK:-0}" = 1 ]; then  # the thesis's grid (static, dynamic x seeds 0, 1, 2) as one computation
+    pack_cmd() {  # dvc.yaml's train command for $1-$2
+        echo "python -m stages.train --schedule $1 --seed $2 --root data/raw/folder --pathlist data/pathlist \
+--stats metrics/stats.json --cache data/cache --model models/$1-$2.pt --weights data/weights \
+--checkpoints checkpoints/$1-$2 --out metrics/runs/$1-$2 --live metrics/live"
+    }
+    RUNS=(static-0 dynamic-0 static-1 dynamic-1 static-2 dynamic-2)
+    cmds=()
+    for run in "${RUNS[@]}"; do cmds+=("$(pack_cmd "${run%-*}" "${run#*-}")"); done
+    say "training ${RUNS[*]} as one pack, at most $EPOCHS epochs or ${left}s"
+    t0=$SECONDS
+    timeout -k 5 "$left" $PY -m stages.train --pack "${cmds[@]}" >>"$OUT/pack.txt" 2>&1
+    say "pack rc=$? $((SECONDS - t0))s"
+else
+    RUNS=(static-0 dynamic-0)
+    say "training static-0 and dynamic-0 at once, at most $EPOCHS epochs or ${left}s"
+    t0=$SECONDS
+    (timeout -k 5 "$left" bash -c "$(declare -f train); PY=$PY; train static" >>"$OUT/static.txt" 2>&1; \
+        echo "static rc=$? $((SECONDS - t0))s" >>"$RESULTS") &
+    (timeout -k 5 "$left" bash -c "$(declare -f train); PY=$PY; train dynamic" >>"$OUT/dynamic.txt" 2>&1; \
+        echo "dynamic rc=$? $((SECONDS - t0))s" >>"$RESULTS") &
+    wait
+fi
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >>"$RESULTS" 2>&1
-for s in static dynamic; do
-    say "== $s-0 per epoch (metrics/live-$s-0)"
-    paste metrics/live-$s-0/plots/metrics/{train_loss,train_acc,test_acc,lr,seconds}.tsv 2>/dev/null | tee -a "$RESULTS"
-    [ -f "metrics/runs/$s-0/metrics.json" ] && cat "metrics/runs/$s-0/metrics.json" >>"$RESULTS"
+for run in "${RUNS[@]}"; do
+    # Per epoch: the finished run's folder, else its working folder (cut short), else its own live view.
+    for folder in "metrics/runs/$run" "checkpoints/$run/live" "metrics/live-$run"; do
+        [ -d "$folder/plots/metrics" ] || continue
+        say "== $run per epoch ($folder)"
+        paste "$folder"/plots/metrics/{train_loss,train_acc,test_acc,lr,seconds}.tsv 2>/dev/null | tee -a "$RESULTS"
+        break
+    done
+    [ -f "metrics/runs/$run/metrics.json" ] && cat "metrics/runs/$run/metrics.json" >>"$RESULTS"
 done
 tar czf "$OUT/runs.tgz" params.yaml metrics 2>>"$LOG"
 cd "$here" && rm -rf "$copy"
