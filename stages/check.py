@@ -5,7 +5,9 @@ command before the stage's own checks can; download depends on this stage's outp
 download's, so a bad params.yaml stops `dvc repro` here, in one line naming the key, before any shell sees a
 bad name and before any data is downloaded or model trained. With a sequential design, seeds must be its next
 look (or one already made), and the design must be the one its looks were made with. The output is the same line whatever the params,
-so a good change of params reruns this stage alone, not the ones after it.
+so a good change of params reruns this stage alone, not the ones after it. Beside it, what the runs start from
+(`weights`: none, a torchvision name, or a file of data/weights/ with its md5): the train stages depend on that
+file, not on the folder, so a file copied into data/weights retrains only the runs that read it.
 """
 
 import argparse
@@ -13,7 +15,7 @@ import argparse
 from thesislab import config, io
 from thesislab.comparison import designs
 from thesislab.errors import stage_main
-from thesislab.train import models, schedules
+from thesislab.train import models, schedules, transfer
 
 
 @stage_main
@@ -21,12 +23,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="the stamp that download depends on")
     ap.add_argument("--comparison", required=True, help="comparison.json: a sequential design's looks so far")
+    ap.add_argument("--weights", required=True, help="the folder a `weights` file must lie in")
+    ap.add_argument("--weights-in-use", required=True, help="what the runs start from (the train stages' dep)")
     args = ap.parse_args()
     cfg = config.load()
     designs.check_file(cfg, args.comparison)
     schedules.check_names(cfg.schedules)
     models.check_name(cfg.model)
+    in_use = transfer.in_use(cfg.weights, args.weights)
     io.write_text(args.out, "params.yaml passed every check\n")
+    io.write_json(args.weights_in_use, in_use)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,23 @@ def test_second_repro_reruns_nothing(proj):
     assert "Data and pipelines are up to date" in result.stdout
 
 
+def test_a_weights_file_retrains_only_the_runs_that_read_it(proj):
+    """A file copied into data/weights (docs/models.md's example) changes no run whose `weights` is null: only
+    data/weights-in-use.json's check reruns, and it writes the same file. Naming it in `weights` retrains both."""
+    (proj.path / "data" / "weights" / "signs.pt").write_bytes((proj.path / "models" / "dynamic-0.pt").read_bytes())
+    assert json.loads(proj.read("data/weights-in-use.json")) == {"weights": None}
+    status = json.loads(proj.dvc("status", "--json").stdout or "{}")
+    assert sorted(status) == ["check"], status  # its dep changed; what it writes does not
+    assert ran(proj.dvc("repro")) == []
+    proj.set_params(weights="data/weights/signs.pt")
+    status = json.loads(proj.dvc("status", "--json").stdout or "{}")
+    assert {"train@static-0", "train@dynamic-0"} <= set(status)
+    proj.git("checkout", "params.yaml")
+    (proj.path / "data" / "weights" / "signs.pt").unlink()
+    assert ran(proj.dvc("repro")) == []  # check again (its folder as committed): nothing else reruns
+    assert proj.git("status", "--porcelain").stdout == ""
+
+
 def test_dvc_exp_show_sees_a_run_while_it_trains(proj):
     """DVCLive writes metrics/live every epoch: `dvc exp show` in a second terminal shows the running epoch."""
     live = proj.path / "metrics" / "live" / "metrics.json"

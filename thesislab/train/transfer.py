@@ -8,6 +8,7 @@ weight names) asks torchvision for its published weights: a download, which fail
 network is out of reach. `freeze: backbone` then trains the head alone.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -34,6 +35,20 @@ def weights_file(weights, weights_dir) -> Path:
     if not os.path.isfile(real):
         raise UserError(f"weights: {weights}: no such file")
     return Path(real)
+
+
+def in_use(weights, weights_dir) -> dict:
+    """What runs start from, for the train stages' dependency (stages/check.py writes it): {"weights": null}, a
+    torchvision weights name, or a file of weights_dir with its md5. It changes only when the weights the runs
+    read change, not when another file in weights_dir does."""
+    if not weights or not is_file_name(weights):
+        return {"weights": weights or None}
+    path = weights_file(weights, weights_dir)
+    md5 = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            md5.update(block)
+    return {"weights": str(weights), "md5": md5.hexdigest()}
 
 
 def read_state_dict(path) -> dict:
