@@ -13,6 +13,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from thesislab.train import checkpoint
+
 
 class _Sums:
     """One run's loss and accuracy over an epoch or a split, summed per image on the device."""
@@ -71,7 +73,7 @@ def train_one_epoch(net, members, seeds, width, rt, bar=None) -> tuple:
                     # As alone: this step's update made, then the run stops; its slot trains on until the epoch
                     # ends, so the state it stopped in is kept aside.
                     active.remove(m)
-                    diverged[m] = owned_state(m.model)
+                    diverged[m] = checkpoint.owned(m.model.state_dict())
             if not active:
                 break
     for s in sums:
@@ -85,10 +87,6 @@ def train_one_epoch(net, members, seeds, width, rt, bar=None) -> tuple:
         results.append({"loss": mean_loss, "acc": 100.0 * int(s.correct) / n, "images": int(s.seen),
                         "seconds": seconds, "diverged": m in diverged or not mean_loss <= m.max_loss})
     return results, diverged
-
-
-def owned_state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()
