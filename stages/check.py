@@ -11,15 +11,36 @@ file, not on the folder, so a file copied into data/weights retrains only the ru
 """
 
 import argparse
+import os
 
 from thesislab import config, io
 from thesislab.comparison import designs
-from thesislab.errors import stage_main
+from thesislab.errors import UserError, stage_main
 from thesislab.train import models, schedules, transfer
+
+
+# DVC sets these for the commands of an experiment (dvc exp run): the experiment's name, and the project's root.
+EXPERIMENT, PROJECT = "DVC_EXP_NAME", "DVC_ROOT"
 
 
 @stage_main
 def main():
+    try:
+        check()
+    except UserError as err:
+        raise UserError(f"{err}{_restore_hint()}") from None
+
+
+def _restore_hint() -> str:
+    """In the workspace, `dvc exp run -S` has written its values into params.yaml before this refusal, and DVC
+    leaves them there: say how to go back (a queued or --temp experiment's copy is thrown away)."""
+    root = os.environ.get(PROJECT)
+    if os.environ.get(EXPERIMENT) and root and os.path.realpath(root) == os.path.realpath(os.getcwd()):
+        return "; dvc exp run left its -S values in params.yaml: git checkout params.yaml dvc.lock restores them"
+    return ""
+
+
+def check():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, help="the stamp that download depends on")
     ap.add_argument("--comparison", required=True, help="comparison.json: a sequential design's looks so far")

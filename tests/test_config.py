@@ -220,3 +220,27 @@ def test_a_non_integer_seed_from_dvcs_matrix_is_the_seeds_line(tmp_path):
         "error: params.yaml: seeds: must be a non-empty list of distinct integers in [0, 4294967295], e.g. [0, 1, 2] "
         "(got [0, 1.5])"])
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
+
+
+def test_a_workspace_experiment_refused_by_the_check_stage_says_how_to_restore_params(tmp_path):
+    """`dvc exp run -S lr=0` in the workspace: DVC has written lr 0 into params.yaml before the check stage refuses
+    it, and leaves it there; the one line says how to go back. A queued or --temp copy (DVC_ROOT elsewhere) and a
+    plain `dvc repro` (no experiment) get the refusal alone."""
+    import os
+
+    params = {**default_params(), "lr": 0}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tmp_path / "weights").mkdir()
+    cmd = [sys.executable, "-m", "stages.check", "--out", "stamp.txt", "--comparison", "comparison.json",
+           "--weights", "weights", "--weights-in-use", "in-use.json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    refusal = "error: params.yaml: lr: must be a number in (0, 1000] (got 0)"
+    cases = [({}, refusal),
+             ({"DVC_EXP_NAME": "lr-zero", "DVC_ROOT": str(tmp_path)},
+              refusal + "; dvc exp run left its -S values in params.yaml: git checkout params.yaml dvc.lock restores "
+                        "them"),
+             ({"DVC_EXP_NAME": "lr-zero", "DVC_ROOT": str(ROOT)}, refusal)]
+    for extra, line in cases:
+        done = subprocess.run(cmd, cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr.strip().splitlines() == [line], (extra, done.stderr)
+        assert not (tmp_path / "stamp.txt").exists()

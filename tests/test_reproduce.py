@@ -1,6 +1,7 @@
 """A committed run trained again: identical to its committed model, or what differs (thesislab.reproduce), as a
 fresh clone's `make run` and `python -m thesislab.verify` say it."""
 
+import hashlib
 import json
 import os
 import re
@@ -102,6 +103,32 @@ def test_a_fresh_clone_trains_its_missing_models_and_says_they_reproduce(project
                      r"dvc.lock's new md5 included\)", out)
     assert lock_md5(fresh, "static-0") == lock_md5(project, "static-0")
     assert lock_md5(project, "static-0") in fresh.git("diff", "HEAD", "--", "dvc.lock").stdout
+
+
+@pytest.mark.slow
+def test_a_clone_with_a_dvc_remote_pulls_the_models_instead_of_training(project, tmp_path):
+    """The ordinary DVC team flow: a remote (a shared folder, as on a network disk) set with `dvc remote add -d` and
+    committed, `dvc push` after the runs; a fresh clone's sweep (make run) pulls the model files and trains nothing,
+    and verify still checks by retraining. A clone whose remote does not answer trains them again, saying so."""
+    project.dvc("repro")
+    project.dvc("remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    project.git("add", "-A")
+    project.git("commit", "-qm", "runs, and the team's remote")
+    project.dvc("push")
+    fresh = clone(project, tmp_path / "fresh")
+    out = fresh.run(sys.executable, "-m", "thesislab.sweep").stdout
+    assert "sweep: 2 committed runs' model files are not here: pulling them from the DVC remote 'shared'" in out
+    assert "sweep: every train stage is up to date" in out and "identical to the committed model" not in out
+    for run in ("static-0", "dynamic-0"):
+        assert hashlib.md5((fresh.path / "models" / f"{run}.pt").read_bytes()).hexdigest() == lock_md5(project, run)
+    assert fresh.git("status", "--porcelain").stdout == ""
+    assert "Data and pipelines are up to date" in fresh.dvc("status").stdout
+    assert "verify: 2 of 2 runs reproduced bit for bit" in fresh.run(sys.executable, "-m", "thesislab.verify").stdout
+    away = clone(project, tmp_path / "away")
+    away.dvc("remote", "modify", "--local", "shared", "url", str(tmp_path / "unmounted"))
+    out = away.run(sys.executable, "-m", "thesislab.sweep").stdout
+    assert "sweep: the DVC remote 'shared' did not give 2 of them (" in out
+    assert out.count("identical to the committed model, bit for bit") == 2
 
 
 @pytest.mark.slow

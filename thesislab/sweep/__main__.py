@@ -165,6 +165,7 @@ def sweep(opts):
     upstream = plan.upstream_stages()
     if upstream:
         plan.dvc("repro", *upstream)
+    pull_from_remote()
     if experiment and plan.missing_cached_outputs():
         raise UserError("this workspace lacks the model files of its committed runs (a fresh clone: DVC's cache "
                         "is not in git), which an experiment must hold; `git checkout params.yaml && make run` trains "
@@ -188,6 +189,21 @@ def sweep(opts):
     if experiment:
         plan.save_experiment(opts.name)
     lock.close()
+
+
+def pull_from_remote():
+    """A clone whose project sets a DVC remote gets its committed runs' model files from there (`dvc pull`), as DVC
+    users expect, instead of training them again; a remote that does not answer leaves them to be trained."""
+    absent = plan.missing_cached_outputs()
+    remote = plan.default_remote() if absent else None
+    if not remote:
+        return
+    print(f"sweep: {len(absent)} committed runs' model files are not here: pulling them from the DVC remote "
+          f"'{remote}'")
+    failed = plan.pull(absent)
+    if failed:
+        left = len(plan.missing_cached_outputs())
+        print(f"sweep: the DVC remote '{remote}' did not give {left} of them ({failed}); training those again")
 
 
 def batch(engine, cfg, opts, rebuild=False):

@@ -273,6 +273,22 @@ def missing_cached_outputs() -> list:
                 if o.use_cache and o.status().get(str(o)) in ("deleted", "not in cache")]
 
 
+def default_remote():
+    """The DVC remote `dvc push` and `dvc pull` use by default (`dvc remote add -d`), or None."""
+    repo = _repo()
+    with _dvc_errors():
+        return repo.config.get("core", {}).get("remote")
+
+
+def pull(paths) -> str:
+    """`dvc pull` these outputs from the default remote: None when they all came, else DVC's reason in one line."""
+    try:
+        dvc("pull", *paths, capture=True)
+    except UserError as err:
+        return str(err)
+    return None
+
+
 def stale_tasks(epochs) -> list:
     """A Task for every train stage that must train (see _stale). One whose command, deps and params are still
     dvc.lock's (only an output was deleted or edited) carries the model md5 dvc.lock records, to be checked."""
