@@ -83,6 +83,10 @@ def test_end_labels_never_overlap(tmp_path):
     ys = sorted(labels.values())
     low, high = ax.get_ylim()
     assert min(np.diff(ys)) >= figures.LABEL_GAP * (high - low) - 1e-9
+    # Outside the plot, right of the axes: no legend or zoomed inset can hide one.
+    fig.canvas.draw()
+    right = ax.get_window_extent().x1
+    assert all(a.get_window_extent().x0 >= right for a in ax.texts if isinstance(a, Annotation))
     plt.close(fig)
 
 
@@ -163,6 +167,10 @@ def test_draw_all_writes_every_figure(runs, tmp_path):
     figures.draw_all(runs, final, "dynamic", tmp_path / "plots", "title", plain_comparison(runs))
     for name in ("overview", "accuracy", "val_accuracy", "loss", "lr", "paired", "confusion", "looks"):
         assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    from PIL import Image
+
+    width = Image.open(tmp_path / "plots" / "overview.png").size[0]
+    assert 1000 < width <= 1400  # the six panels fit a 1,400-pixel page (dvc plots, a browser window)
 
 
 def interval_lines(ax):

@@ -117,9 +117,12 @@ def _end_labels(ax, ends, log):
             y = placed[-1] + gap
         placed.append(y)
     for i, y in zip(order, placed):
-        x, _, text, c = ends[i]
-        ax.annotate(text, (x, from_axis(y)), xytext=(5, 0), textcoords="offset points", color=c, va="center",
-                    fontsize=9, fontweight="bold", annotation_clip=False)
+        _, _, text, c = ends[i]
+        # Just right of the axes, at the curve's last value: outside the plot, where no legend, inset or curve can
+        # hide a label (a run that stopped early ends inside the plot; the colour ties the label to its curve).
+        ax.annotate(text, (1.0, from_axis(y)), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                    textcoords="offset points", color=c, va="center", fontsize=9, fontweight="bold",
+                    annotation_clip=False)
 
 
 def draw_lr(ax, runs_by_arm):
@@ -251,9 +254,12 @@ def draw_confusion(ax, run, of):
                  "test images counted; shade: share of the actual class", xlabel="predicted", ylabel="actual")
 
 
-def save(fig, path):
+OVERVIEW_DPI = 80  # the six panels at 17 inches: about 1,370 pixels wide, inside a 1,400-pixel page (dvc plots)
+
+
+def save(fig, path, dpi=110):
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -297,4 +303,4 @@ def draw_all(runs_by_arm, final_by_arm, confusion_arm, out_dir, title, compariso
     draw_confusion(axes[1, 2], median, len(runs_by_arm[confusion_arm]))
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
-    save(fig, out_dir / "overview.png")
+    save(fig, out_dir / "overview.png", dpi=OVERVIEW_DPI)
