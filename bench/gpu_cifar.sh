@@ -53,18 +53,7 @@ cd "$copy" || exit 1
 { git init -q && git add -A && git -c user.name=gpu -c user.email=gpu@localhost commit -qm copy; } >>"$LOG" 2>&1
 
 set_params() {  # set_params KEY=VALUE...: YAML values into params.yaml
-    $PY - "$@" <<'EOF'
-import sys, yaml
-p = yaml.safe_load(open("params.yaml"))
-for kv in sys.argv[1:]:
-    key, value = kv.split("=", 1)
-    node = p
-    *parents, last = key.split(".")
-    for k in parents:
-        node = node[k]
-    node[last] = yaml.safe_load(value)
-yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
-EOF
+    $PY -m bench.set_params "$@"
 }
 [ "${PACK:-0}" = 1 ] && COMPILE=false  # a pack's net is not compiled (array.why_alone)
 set_params dataset=folder source=data/sources/cifar10 model=vgg16 batch_size=8 lr=0.01 dropout=0.5 monitor=test \

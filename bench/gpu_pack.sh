@@ -74,14 +74,8 @@ grep -h "K=" "$OUT"/share-*.txt | sed 's/^/two processes, each: /' >>"$RESULTS"
 
 # ---- bits: static-0's model bytes with other mates, and in a wider pack (generated signs, 2 epochs)
 if [ "$SMOKE" = 1 ]; then DEVICE=cpu; PER=12; else DEVICE=cuda; PER=100; fi
-$PY - <<EOF >>"$LOG" 2>&1
-import yaml
-p = yaml.safe_load(open("params.yaml"))
-p.update(model="vgg16", batch_size=8, epochs=2, loss_stop=0, monitor="test")
-p["speedsigns"].update(train_per_class=$PER, test_per_class=$PER // 4)
-p["engine"]["device"] = "$DEVICE"
-yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
-EOF
+$PY -m bench.set_params model=vgg16 batch_size=8 epochs=2 loss_stop=0 monitor=test \
+    "speedsigns.train_per_class=$PER" "speedsigns.test_per_class=$((PER / 4))" "engine.device=$DEVICE" >>"$LOG" 2>&1
 step data 60 bash -c "$PY -m stages.download --out data/raw/speedsigns --samples plots/samples.png \
     --sources data/sources && $PY -m stages.pathlist --root data/raw/speedsigns --out data/pathlist && \
     $PY -m stages.stats --root data/raw/speedsigns --pathlist data/pathlist --out metrics/stats.json"

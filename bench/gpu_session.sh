@@ -62,18 +62,7 @@ step() {  # step NAME SECONDS COMMAND...: run it with a time limit, log it, note
 }
 
 set_params() {  # set_params KEY=VALUE...: edit params.yaml (YAML values) in this copy of the project
-    $PY - "$@" <<'EOF'
-import sys, yaml
-p = yaml.safe_load(open("params.yaml"))
-for kv in sys.argv[1:]:
-    key, value = kv.split("=", 1)
-    node = p
-    *parents, last = key.split(".")
-    for k in parents:
-        node = node[k]
-    node[last] = yaml.safe_load(value)
-yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
-EOF
+    $PY -m bench.set_params "$@"
 }
 
 train() {  # train SCHEDULE SEED TAG: the train stage's command (dvc.yaml), its outputs under TAG

@@ -11,18 +11,7 @@ work=$(mktemp -d /tmp/pack-bench.XXXX)
 run() {  # name, pack size
     git clone -q "$here" "$work/$1"
     (cd "$work/$1" && rm -f dvc.lock && git config user.name bench && git config user.email bench@localhost
-     python - "${changes[@]}" <<'PY'
-import sys, yaml
-p = yaml.safe_load(open("params.yaml"))
-for kv in sys.argv[1:]:
-    key, value = kv.split("=", 1)
-    *parents, last = key.split(".")
-    node = p
-    for k in parents:
-        node = node[k]
-    node[last] = yaml.safe_load(value)
-yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
-PY
+     python -m bench.set_params "${changes[@]}"
      dvc repro -q check download pathlist stats > "$work/$1.log" 2>&1  # the data first: timed apart
      start=$(date +%s.%N); python -m thesislab.sweep --pack "$2" >> "$work/$1.log" 2>&1; end=$(date +%s.%N)
      verdict=$(python -c "import json; print(json.load(open('metrics/comparison.json'))['verdict'][:90])")

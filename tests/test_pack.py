@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from conftest import tiny_config
-from test_training import run_paths
+from test_training import interrupt_after, run_paths
 
 from thesislab import files
 from thesislab.errors import UserError
@@ -121,18 +121,10 @@ def test_an_interrupted_pack_resumes_each_run_to_its_uninterrupted_bytes(tiny_da
     runs = [("static", 0), ("dynamic", 0), ("static", 1)]
     over = dict(epochs=4, checkpoint_every=1, **CUTS)
     whole = train(tiny_data, tmp_path / "whole", runs, **over)
-    real, calls = engine.train_one_epoch, {"n": 0}
-
-    def dies_in_epoch_3(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kw)
-
-    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_3)
+    restore = interrupt_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_data, tmp_path / "cut", runs, **over)
-    monkeypatch.setattr(engine, "train_one_epoch", real)
+    restore()
     for s, seed in runs:
         assert torch.load(run_paths(tiny_data, tmp_path / "cut", s, seed).checkpoint, weights_only=True)["epoch"] == 2
     resumed = train(tiny_data, tmp_path / "cut", runs[:2], **over)  # static-1 resumes alone, below

@@ -27,8 +27,21 @@ STATE = Path(".sweep")  # logs and status files of the sweep's runs (git- and DV
 COMPARISON = Path("metrics/comparison.json")  # the compare stage's --out (dvc.yaml): a sequential design's looks
 
 
+class _StateFiles:
+    """An engine task's status file and log under .sweep/, by its name (the progress board and the engines read
+    them there)."""
+
+    @property
+    def status(self) -> Path:
+        return STATE / "runs" / f"{self.name}.json"
+
+    @property
+    def log(self) -> Path:
+        return STATE / "logs" / f"{self.name}.log"
+
+
 @dataclass(frozen=True)
-class Task:
+class Task(_StateFiles):
     """One stale train stage, as the engines run it."""
 
     name: str  # <schedule>-<seed>
@@ -44,17 +57,9 @@ class Task:
     # dvc.lock records for its model, which the new model is checked against.
     recorded_md5: str = None
 
-    @property
-    def status(self) -> Path:
-        return STATE / "runs" / f"{self.name}.json"
-
-    @property
-    def log(self) -> Path:
-        return STATE / "logs" / f"{self.name}.log"
-
 
 @dataclass(frozen=True)
-class Pack:
+class Pack(_StateFiles):
     """Runs the sweep trains as one computation in one process (`python -m stages.train --pack` of their stages'
     own commands): one task for the engine, one worker, one torch import, one CUDA context. Its worker keeps each
     run's own status file and log as it would for the run alone, and marks each done as it finishes."""
@@ -74,14 +79,6 @@ class Pack:
     @property
     def epochs(self) -> int:
         return self.tasks[0].epochs
-
-    @property
-    def status(self) -> Path:
-        return STATE / "runs" / f"{self.name}.json"
-
-    @property
-    def log(self) -> Path:
-        return STATE / "logs" / f"{self.name}.log"
 
 
 def packs(tasks, size, width=None) -> list:
