@@ -221,8 +221,10 @@ def test_verify_in_a_repository_with_no_commits_says_so(tmp_path):
     assert list(scratch.iterdir()) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_verify_stopped_by_a_signal_removes_its_clone_and_says_there_is_nothing_to_resume(project, tmp_path, sig):
+@pytest.mark.parametrize("sigs", [[signal.SIGTERM], [signal.SIGHUP], [signal.SIGINT], [signal.SIGTERM, signal.SIGINT]],
+                         ids=["term", "hup", "int", "term-then-int"])
+def test_verify_stopped_by_a_signal_removes_its_clone_and_says_there_is_nothing_to_resume(project, tmp_path, sigs):
+    """A second signal (a Ctrl-C after a kill) is ignored: the clean-up the first one started runs to its end."""
     lock_records(project, "static-0")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -232,7 +234,8 @@ def test_verify_stopped_by_a_signal_removes_its_clone_and_says_there_is_nothing_
     # The event: its data stages have started in the clone (the line verify prints just before running them).
     first = proc.stdout.readline()
     assert first.startswith("verify: 1 committed runs (static-0)"), first + proc.stderr.read()
-    proc.send_signal(sig)
+    for sig in sigs:
+        proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == ("verify: interrupted; its throwaway clone is removed and the workspace "

@@ -54,3 +54,18 @@ def termination_as_interrupt():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def interrupt_once():
+    """For the rest of this process, the first Ctrl-C, SIGTERM or SIGHUP raises KeyboardInterrupt and every later
+    one is ignored, so that the clean-up the first one starts (a throwaway clone removed) runs to its end and the
+    process exits as it says (verify: a second signal must not leave half a clone behind)."""
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def first(signum, frame):
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for sig in signals:
+        signal.signal(sig, first)

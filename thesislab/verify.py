@@ -22,7 +22,7 @@ from pathlib import Path
 
 # Every module loaded here, before the clone becomes the working folder: a later import would load the clone's copy.
 from thesislab import arithmetic, config
-from thesislab.errors import UserError, stage_main, termination_as_interrupt
+from thesislab.errors import UserError, interrupt_once, stage_main
 from thesislab.reproduce import Verdict, judge
 from thesislab.sweep import __main__ as sweep
 from thesislab.sweep import engines, plan
@@ -184,9 +184,9 @@ def main(argv=None):
     opts = parse_args(argv)
     if not Path("dvc.yaml").is_file() or not Path(".git").exists():
         raise UserError("run verify from the project's root (the folder holding dvc.yaml and .git)")
+    interrupt_once()  # SIGTERM and SIGHUP as Ctrl-C; a second signal never cuts the clean-up short
     try:
-        with termination_as_interrupt():  # SIGTERM and SIGHUP too: the throwaway clone is removed either way
-            status = verify(opts)
+        status = verify(opts)
     except KeyboardInterrupt:
         print("verify: interrupted; its throwaway clone is removed and the workspace was never touched: nothing "
               "to resume (run verify again to start over)", file=sys.stderr)
