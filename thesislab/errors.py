@@ -63,8 +63,8 @@ def interrupt_once():
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def first(signum, frame):
-        for sig in signals:
-            signal.signal(sig, signal.SIG_IGN)
+        for sig in signals:  # a handler that does nothing, not SIG_IGN: Python would raise for a signal it had
+            signal.signal(sig, lambda *_: None)  # already caught but not yet handled ("ignored due to race")
         raise KeyboardInterrupt
 
     for sig in signals:
