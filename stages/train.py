@@ -64,7 +64,7 @@ def relaunch_under_torchrun(nproc):
 def parse_pack(argv):
     """--pack's arguments: the width, and each run's arguments read from its train stage's command."""
     ap = argparse.ArgumentParser(prog="python -m stages.train --pack")
-    ap.add_argument("--width", type=int, help="the pack's slots on CUDA (default: its runs)")
+    ap.add_argument("--width", type=int, help="the pack's slots, idle ones padded (the sweep's on CUDA; default: its runs)")
     ap.add_argument("commands", nargs="+", metavar="CMD", help="a train stage's command, as dvc.yaml resolves it")
     opts = ap.parse_args(argv)
     runs = []

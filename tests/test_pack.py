@@ -62,6 +62,17 @@ def test_every_registry_net_packs_exactly(tiny_data, tmp_path, model):
     assert train(tiny_data, tmp_path / "pack", runs, **over) == alone(tiny_data, tmp_path, runs, **over)
 
 
+def test_a_pack_padded_with_idle_slots_is_its_runs_alone(tiny_data, tmp_path):
+    """CUDA pads every pack to its width; here, on the CPU, the same code: two runs in four slots (the idle two train
+    copies of the first run on its batches, thrown away) end as each run alone."""
+    runs = [("static", 0), ("dynamic", 1)]
+    cfg = tiny_config(**CUTS)
+    train_pack(cfg, [(s, seed, run_paths(tiny_data, tmp_path / "wide", s, seed)) for s, seed in runs], width=4,
+               progress=False)
+    padded = {files.run_name(s, seed): result(tiny_data, tmp_path / "wide", s, seed) for s, seed in runs}
+    assert padded == alone(tiny_data, tmp_path, runs, **CUTS)
+
+
 def test_runs_that_stop_leave_the_pack_and_the_others_go_on(tiny_data, tmp_path):
     """static runs reach loss_stop at epoch 3; exp runs (LR down 20x an epoch) never do and train their 6 epochs;
     dynamic-0 cuts its LR: each log equals its run alone."""

@@ -39,14 +39,15 @@ def train(cfg, schedule, seed, paths: assemble.RunPaths, progress=True) -> dict:
 def train_pack(cfg, runs, width=None, progress=True) -> list:
     """Runs [(schedule, seed, RunPaths)] of one configuration (one params.yaml, one data set), trained as one
     computation (array.py); each writes exactly the files it writes alone. Returns each run's summary, in order.
-    width: the pack's slots on CUDA (runtime.computation records it); a CPU pack is as wide as its runs."""
+    width: the pack's slots (idle ones train copies that are thrown away): the sweep pads a CUDA pack to a fixed
+    width, which runtime.computation records there; on the CPU a run's bytes do not depend on it."""
     for schedule, seed, _ in runs:
         check(cfg, schedule, seed)
     _check_one_configuration(runs)
     rt = runtime.setup(cfg.engine)
-    if len(runs) > 1 and (why := array.why_alone(cfg, rt.world)):
+    width = max(width or 1, len(runs))
+    if width > 1 and (why := array.why_alone(cfg, rt.world)):
         raise UserError(f"these runs cannot share a pack: {why}; train them one at a time")
-    width = (width or len(runs)) if rt.cuda else len(runs)
     summaries = {}  # each run's, as it finishes
     try:
         with contextlib.ExitStack() as locks:
