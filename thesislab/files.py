@@ -177,6 +177,15 @@ EPOCH_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"
 TIMING_KEYS = ("train_seconds", "images_per_second", "seconds")  # differ between identical runs
 
 
+def md5_of(path) -> str:
+    """A file's md5, read a block at a time (dvc.lock's model hashes, a weights file's)."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def run_name(schedule, seed) -> str:
     """The name of a (schedule, seed) run: its stage is train@<name>, its folder <runs>/<name>."""
     return f"{schedule}-{seed}"

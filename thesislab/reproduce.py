@@ -4,7 +4,6 @@ differed in (torch, device, portable arithmetic, threads, ...). The sweep (a fre
 `python -m thesislab.verify` both say it this way.
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,17 +29,9 @@ class Verdict:
     text: str  # one line: "identical to the committed model, bit for bit (md5 ...)" or what differs
 
 
-def md5_of(path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def judge(name, model, run, committed: Committed) -> Verdict:
     """The run trained again (its model file and run folder) against the committed one."""
-    md5 = md5_of(model)
+    md5 = files.md5_of(model)
     if md5 == committed.md5:
         return Verdict(name, True, f"identical to the committed model, bit for bit (md5 {md5})")
     parts = [f"differs from the committed model (md5 {md5}, committed {committed.md5})",
@@ -53,7 +44,7 @@ def judge_recorded(name, model, recorded_md5) -> Verdict:
     """A committed run retrained in place (an output of it was deleted or edited, its inputs unchanged) against the
     model md5 dvc.lock records: its committed run folder, if any, is what was replaced, so only the bytes are
     compared."""
-    md5 = md5_of(model)
+    md5 = files.md5_of(model)
     if md5 == recorded_md5:
         return Verdict(name, True, f"identical to the committed model, bit for bit (md5 {md5}); its outputs were "
                                    "missing or edited, and are written anew")

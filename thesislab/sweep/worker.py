@@ -44,13 +44,29 @@ def where() -> str:
 EXIT_NO_STATE = 74  # sysexits' EX_IOERR: the worker could not write the run's status or log (a full disk, say)
 
 
+class Status:
+    """A task's (or a packed run's) status file: made `running` (an attempt more) when started, then ended."""
+
+    def __init__(self, path, started):
+        self.path, self.started = path, started
+        self.attempt = read_status(path).get("attempt", 0) + 1
+        io.write_json(path, {"state": "running", "where": where(), "attempt": self.attempt, "started": started})
+
+    def end(self, rc):
+        io.write_json(self.path, {"state": "done" if rc == 0 else "failed", "where": where(), "attempt": self.attempt,
+                                  "rc": rc, "seconds": round(time.time() - self.started, 1)})
+
+
+def _shell_rc(rc) -> int:
+    """Killed by a signal: exit as a shell would (128 + n), so every engine reads one number."""
+    return 128 - rc if rc < 0 else rc
+
+
 def run(status, log, cmd) -> int:
-    attempt = read_status(status).get("attempt", 0) + 1
-    started = time.time()
-    io.write_json(status, {"state": "running", "where": where(), "attempt": attempt, "started": started})
+    status = Status(status, time.time())
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        out.write(f"--- attempt {attempt} on {where()}: {cmd}\n".encode())
+        out.write(f"--- attempt {status.attempt} on {where()}: {cmd}\n".encode())
         out.flush()
         # No shell in between: a shell that stays the command's parent (dash does) would be the process the run's
         # die-with-parent link watches, and nobody signals it when this worker is killed.
@@ -64,11 +80,8 @@ def run(status, log, cmd) -> int:
             rc = proc.wait() if proc else failed
         except KeyboardInterrupt:  # the sweep was cancelled: the stage got the same signal and stops cleanly
             rc = proc.wait()
-    if rc < 0:  # killed by a signal: exit as a shell would (128 + n), so every engine reads one number
-        rc = 128 - rc
-    state = "done" if rc == 0 else "failed"
-    io.write_json(status, {"state": state, "where": where(), "attempt": attempt, "rc": rc,
-                           "seconds": round(time.time() - started, 1)})
+    rc = _shell_rc(rc)
+    status.end(rc)
     return rc
 
 
@@ -95,23 +108,17 @@ def run_pack(status, log, cmd) -> int:
     head, runs = pack_runs(cmd)
     runs_status, runs_log = Path(status).parent, Path(log).parent
     todo = [(name, c) for name, c in runs if read_status(runs_status / f"{name}.json").get("state") != "done"]
-    attempt = read_status(status).get("attempt", 0) + 1
     started = time.time()
-    io.write_json(status, {"state": "running", "where": where(), "attempt": attempt, "started": started})
-    own = {}
-    for name, _ in todo:
-        own[name] = {"status": runs_status / f"{name}.json", "log": runs_log / f"{name}.log"}
-        own[name]["attempt"] = read_status(own[name]["status"]).get("attempt", 0) + 1
-        io.write_json(own[name]["status"], {"state": "running", "where": where(), "attempt": own[name]["attempt"],
-                                            "started": started})
+    status = Status(status, started)
+    own = {name: Status(runs_status / f"{name}.json", started) for name, _ in todo}
     cmd = shlex.join([*head, *(c for _, c in todo)])
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     finished = set()
     with open(log, "ab") as out, contextlib.ExitStack() as stack:
-        logs = {name: stack.enter_context(open(o["log"], "ab")) for name, o in own.items()}
-        _write(out, f"--- attempt {attempt} on {where()}: {cmd}\n".encode())
+        logs = {name: stack.enter_context(open(runs_log / f"{name}.log", "ab")) for name in own}
+        _write(out, f"--- attempt {status.attempt} on {where()}: {cmd}\n".encode())
         for name, f in logs.items():
-            _write(f, f"--- attempt {own[name]['attempt']} on {where()}, in {Path(log).name} with "
+            _write(f, f"--- attempt {own[name].attempt} on {where()}, in {Path(log).name} with "
                       f"{len(todo) - 1} other runs: {cmd}\n".encode())
         proc = subprocess.Popen(shlex.split(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env={**os.environ, PARENT: str(os.getpid())})
@@ -123,19 +130,14 @@ def run_pack(status, log, cmd) -> int:
                     _write(logs[name], line)
                 if owner and line.startswith(files.FINISHED.format(name=owner).encode()):
                     finished.add(owner)  # its model and folder are written: the sweep may record it now
-                    io.write_json(own[owner]["status"], {"state": "done", "where": where(), "attempt":
-                                                         own[owner]["attempt"], "rc": 0,
-                                                         "seconds": round(time.time() - started, 1)})
+                    own[owner].end(0)
             rc = proc.wait()
         except KeyboardInterrupt:  # the sweep was cancelled: the pack got the same signal and stops cleanly
             rc = proc.wait()
-    rc = 128 - rc if rc < 0 else rc
-    for name in own:
-        if name not in finished:
-            io.write_json(own[name]["status"], {"state": "failed", "where": where(), "attempt": own[name]["attempt"],
-                                                "rc": rc or 1, "seconds": round(time.time() - started, 1)})
-    io.write_json(status, {"state": "done" if rc == 0 else "failed", "where": where(), "attempt": attempt, "rc": rc,
-                           "seconds": round(time.time() - started, 1)})
+    rc = _shell_rc(rc)
+    for name in own.keys() - finished:
+        own[name].end(rc or 1)  # a run the pack did not finish failed, even if the pack's process exited 0
+    status.end(rc)
     return rc
 
 

@@ -9,8 +9,7 @@ generator, and its loss is its own. So each run gets its own gradient: the sum o
 run's weights exactly the gradient of its own loss.
 
 The same bits as alone, on the CPU with portable arithmetic: each fused layer computes every group as the run's
-own layer would, measured layer by layer at the registry nets' shapes, forward and backward (tests/test_array.py,
-and end to end tests/test_pack.py), with one exception: oneDNN's weight gradient of a convolution with 3 input
+own layer would, measured layer by layer at the registry nets' shapes, forward and backward (tests/test_pack.py), with one exception: oneDNN's weight gradient of a convolution with 3 input
 channels a group rounds otherwise than a plain one's, so that layer (every net's first) is looped over the runs on
 the CPU. On CUDA every layer is fused; there the bits depend on the pack's width (runtime.computation records it).
 
@@ -49,8 +48,6 @@ def runs_that_fit(cfg, runs) -> int:
     GPU of a model, so that a sweep's packs have one width run after run): each run's weights, gradients and
     momentum, and the activations a step keeps for its backward pass, estimated from one image's forward pass.
     At most `runs` and MOST."""
-    import torch
-
     if cfg.model not in models.REGISTRY:
         return 1
     per_run = run_bytes(cfg)
@@ -124,9 +121,6 @@ class Stacked(nn.Module):
     def seed_dropout(self, seeds, device):
         self.generators = [torch.Generator(device).manual_seed(s) for s in seeds]
 
-    def zero_grad(self, set_to_none=True):
-        super().zero_grad(set_to_none=set_to_none)
-
     def share_grads(self):
         """Give each run's parameters their slices of the stacked gradients (its optimizer reads them there)."""
         for op in self.ops:
@@ -157,11 +151,16 @@ def to_layout(x, have, want, k):
     raise ValueError(f"no layout change from {have} to {want}")
 
 
-def _like(t, model):
-    """t laid out as a run's own activation would be (channels_last where the run's is)."""
+def _format(model):
+    """The memory format of a run's own tensor like `model`: channels_last where the run's is."""
     if model.dim() == 4 and model.is_contiguous(memory_format=torch.channels_last) and not model.is_contiguous():
-        return t.contiguous(memory_format=torch.channels_last)
-    return t.contiguous()
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _like(t, model):
+    """t laid out as a run's own activation would be."""
+    return t.contiguous(memory_format=_format(model))
 
 
 # --- the stacked layers ------------------------------------------------------------------------------------------
@@ -185,11 +184,10 @@ def _op(peers, loop_rgb_convs):
     raise TypeError(f"{type(first).__name__} layers cannot be stacked")
 
 
-def _stack(tensors, dim=0):
-    """The runs' tensors, stacked along dim (concatenated for dim 0 of 1-D and 4-D tensors), in their layout."""
-    joined = torch.cat([t.detach() for t in tensors], dim) if dim is not None else torch.stack(
-        [t.detach() for t in tensors])
-    return _like(joined, tensors[0].detach())
+def _stack(tensors, new_dim=False):
+    """The runs' tensors joined along dim 0 (concatenated, or along a new dim 0), laid out as a run's is."""
+    parts = [t.detach() for t in tensors]
+    return _like(torch.stack(parts) if new_dim else torch.cat(parts), parts[0])
 
 
 def _alias(module, name, stacked, k, size=None):
@@ -279,8 +277,8 @@ class Linear(nn.Module):
 
     def __init__(self, linears):
         super().__init__()
-        self.weight = nn.Parameter(_stack([m.weight for m in linears], None))  # [K, O, F]
-        self.bias = nn.Parameter(_stack([m.bias for m in linears], None))  # [K, O]
+        self.weight = nn.Parameter(_stack([m.weight for m in linears], new_dim=True))  # [K, O, F]
+        self.bias = nn.Parameter(_stack([m.bias for m in linears], new_dim=True))  # [K, O]
         self.runs = linears
         for k, m in enumerate(linears):
             _alias(m, "weight", self.weight, k)
@@ -311,7 +309,7 @@ class Dropout(nn.Module):
         if x.dim() == 4:  # stacked
             c = x.shape[1] // len(generators)
             parts = [x[:, k * c:(k + 1) * c] for k in range(len(generators))]
-            masks = [_like(torch.empty_like(t), x).bernoulli_(keep, generator=g).div_(keep)
+            masks = [torch.empty_like(t, memory_format=_format(x)).bernoulli_(keep, generator=g).div_(keep)
                      for t, g in zip(parts, generators)]
             return x * _like(torch.cat(masks, 1), x)
         masks = [torch.empty_like(x[k]).bernoulli_(keep, generator=g).div_(keep) for k, g in enumerate(generators)]

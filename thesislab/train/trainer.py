@@ -63,10 +63,6 @@ class Pack:
             m.optimizer = make_optimizer(m.model, cfg, rt)
             m.schedule = schedules.make(m.schedule_name, m.optimizer, cfg, len(m.train_batches))
 
-    @property
-    def names(self):
-        return [m.name for m in self.members]
-
     def leave(self, member):
         """A run that stopped: its slot idles from now on."""
         self.members.remove(member)

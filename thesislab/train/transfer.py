@@ -8,12 +8,12 @@ weight names) asks torchvision for its published weights: a download, which fail
 network is out of reach. `freeze: backbone` then trains the head alone.
 """
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 
+from thesislab import files
 from thesislab.errors import UserError
 from thesislab.train import models
 
@@ -43,12 +43,7 @@ def in_use(weights, weights_dir) -> dict:
     read change, not when another file in weights_dir does."""
     if not weights or not is_file_name(weights):
         return {"weights": weights or None}
-    path = weights_file(weights, weights_dir)
-    md5 = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            md5.update(block)
-    return {"weights": str(weights), "md5": md5.hexdigest()}
+    return {"weights": str(weights), "md5": files.md5_of(weights_file(weights, weights_dir))}
 
 
 def read_state_dict(path) -> dict:
