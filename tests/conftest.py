@@ -23,6 +23,12 @@ from PIL import Image  # noqa: E402
 from thesislab import config, plots_page  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked `first` (many minutes each) go to a worker before all others: started last, one would run
+    alone while the other worker idles. (A stable sort: the rest keep their order.)"""
+    items.sort(key=lambda item: item.get_closest_marker("first") is None)
+
+
 def default_params() -> dict:
     """The project's params as the code defines them (params.yaml as shipped equals them: test_config checks it).
     Never the workspace's params.yaml, which a user's experiments change: no test depends on them."""

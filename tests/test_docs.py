@@ -1,5 +1,6 @@
 """The README and docs/ as a newcomer reads them: every relative link leads to a file of the project, the README
-stays a front door (not a manual), and the first experiment's captured output is what the command prints (slow)."""
+stays a front door (not a manual), its verdict is the committed one, and the charts draw offline (slow). The
+commands themselves, run in order, and the outputs the pages quote: tests/test_guides.py."""
 
 import re
 import shutil
@@ -35,22 +36,6 @@ def test_the_readme_is_a_front_door():
     assert words <= README_MAX_WORDS, f"README.md has {words} words outside code blocks; move detail to docs/"
 
 
-def section(text, heading):
-    """The text under a `## heading`, up to the next one."""
-    start = text.index(f"## {heading}")
-    end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else None]
-
-
-def normal(line):
-    """A printed line without what differs from machine to machine: seconds taken, the node's name."""
-    return re.sub(r"\s+\d+(\.\d+)?s(\s+\[[^\]]*\])?$", "", line.strip())
-
-
-def code_blocks(text):
-    return re.findall(r"```(?:bash)?\n(.*?)```", text, flags=re.S)
-
-
 def test_the_readmes_verdict_is_the_committed_one():
     """`make run` reproduces the committed runs bit for bit and leaves their comparison as committed: the
     README's quote under "Reading the verdict" is that comparison's sentence, word for word, as is the Verdict
@@ -62,24 +47,6 @@ def test_the_readmes_verdict_is_the_committed_one():
     quoted = re.search(r"The default run \(3 seeds, committed here\) says: \*(.*?)\*", readme, flags=re.S).group(1)
     assert " ".join(quoted.split()) == verdict
     assert f"**Verdict:** {verdict}" in committed("plots/comparison.md")
-
-
-@pytest.mark.slow
-def test_the_first_experiment_prints_what_the_readme_shows(tmp_path):
-    """The README's first experiment, typed as written in a new project with the shipped params: the numbers it
-    captured (every line of the capture but timings) are the ones printed, on any AVX2 machine."""
-    first = section((ROOT / "README.md").read_text(), "Your first experiment")
-    commands, capture = code_blocks(first)[:2]
-    command = next(line for line in commands.splitlines() if line.startswith("python -m thesislab.sweep"))
-    project = make_project(tmp_path / "proj")
-    (project.path / "params.yaml").write_text(committed("params.yaml"))  # as shipped
-    project.git("commit", "-qam", "the project as shipped")
-    done = project.run("bash", "-c", command, timeout=1800)
-    out = {normal(line) for line in (done.stdout + done.stderr).splitlines()}
-    expected = [normal(line) for line in capture.splitlines() if line.strip() not in ("", "...")]
-    assert expected, "the README's capture has no line to compare"
-    missing = [line for line in expected if line not in out]
-    assert missing == [], f"printed:\n{out}"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
