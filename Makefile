@@ -30,6 +30,8 @@ test: setup
 # The sweep on real engines (a one-node SLURM cluster, a two-node Ray cluster), under faults, the committed tiny
 # run on emulated CPUs (qemu-user), and the longest end-to-end runs; CI runs it after `make test`. Starting SLURM
 # and installing qemu-user need root (apt installs them when missing); without them those tests say why they skip.
+# --no-loadscope-reorder: the files go to the workers in collection order, which starts the tests marked `first`
+# (the guides, many minutes) before all others; xdist's default order (most tests a file first) would start them last.
 test-slow: setup
 	$(PY) -m pip install -qq -c constraints.txt -e '.[test,ray]'
 	bash .ci/slurm.sh start || echo "SLURM could not start here: its tests will be skipped, saying why"
@@ -38,7 +40,8 @@ test-slow: setup
 		emulated-CPU tests will be skipped, saying why"
 	command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 || echo "chromium could not \
 		be installed here: the offline-plots test will be skipped, saying why"
-	$(PY) -m pytest -q -n 2 -m "slow or engines" $(PYTEST_ARGS); status=$$?; bash .ci/slurm.sh stop; exit $$status
+	$(PY) -m pytest -q -n 2 --no-loadscope-reorder -m "slow or engines" $(PYTEST_ARGS); status=$$?; \
+		bash .ci/slurm.sh stop; exit $$status
 
 clean:
 	rm -rf data/cache dvc_plots

@@ -24,8 +24,9 @@ from thesislab import config, plots_page  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
-    """The tests marked `first` (many minutes each) go to a worker before all others: started last, one would run
-    alone while the other worker idles. (A stable sort: the rest keep their order.)"""
+    """The tests marked `first` (many minutes each) are collected before all others, so that a worker starts them
+    first (make test-slow keeps xdist to the collection order): started last, one would run alone while the other
+    worker idles. (A stable sort: the rest keep their order.)"""
     items.sort(key=lambda item: item.get_closest_marker("first") is None)
 
 
