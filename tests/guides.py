@@ -143,9 +143,8 @@ def reader_env(home, venv):
     env = {"PATH": os.pathsep.join(path), "HOME": str(home), "LANG": "C.UTF-8", "TERM": "dumb",
            "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
            "GIT_CONFIG_NOSYSTEM": "1"}
-    for key in ("TMPDIR",):
-        if key in os.environ:
-            env[key] = os.environ[key]
+    if "TMPDIR" in os.environ:
+        env["TMPDIR"] = os.environ["TMPDIR"]
     (home / ".gitconfig").write_text("[user]\n\tname = A Reader\n\temail = reader@example.com\n")
     return env
 
@@ -170,26 +169,14 @@ def shipped_and_shrunk(dest, env, venv):
 
 # --- running them ------------------------------------------------------------------------------------------------
 
-QUEUE_DRAINED = """
-while dvc queue status 2>/dev/null | grep -qwE 'Running|Queued'; do sleep 2; done
-dvc queue status
-"""
-
-
 def script(commands):
     """One bash session: each command as typed between markers carrying its index and exit status (on lines of
-    their own, whether or not the command ended its last line); the first that fails ends the session. After a
-    guide that starts DVC's queue, the session waits until it is drained (a reader watches `dvc queue status`),
-    so that its experiments are done before the next guide."""
-    run = [(i, c) for i, c in enumerate(commands) if not c.skip]
-    last = {c.guide: i for i, c in run}
-    queues = {c.guide for _, c in run if c.text.startswith("dvc queue start")}
+    their own, whether or not the command ended its last line); the first that fails ends the session."""
     parts = ["exec 2>&1"]
-    for i, c in run:
-        parts.append(f"printf '\\n@@start {i}\\n'\n{c.text}\n"
-                     f"rc=$?; printf '\\n@@end {i} %d\\n' $rc; [ $rc -eq 0 ] || exit 97")
-        if c.guide in queues and last[c.guide] == i:
-            parts.append(f"printf '\\n@@queue {i}\\n'{QUEUE_DRAINED}printf '\\n@@queued {i}\\n'")
+    for i, c in enumerate(commands):
+        if not c.skip:
+            parts.append(f"printf '\\n@@start {i}\\n'\n{c.text}\n"
+                         f"rc=$?; printf '\\n@@end {i} %d\\n' $rc; [ $rc -eq 0 ] || exit 97")
     return "\n".join(parts) + "\n"
 
 
@@ -202,8 +189,8 @@ class Outcome:
 
 
 def run_guides(commands, clone, env, timeout):
-    """Each command's outcome, in order, up to the first that fails; and the queue's final status lines."""
-    outcomes, queue, buffer, started = [], [], [], {}
+    """Each command's outcome, in order, up to the first that fails."""
+    outcomes, buffer, started = [], [], {}
     with subprocess.Popen(["bash", "-c", script(commands)], cwd=clone, env=env, stdout=subprocess.PIPE,
                           text=True) as proc:
         killed = []
@@ -219,13 +206,9 @@ def run_guides(commands, clone, env, timeout):
                 i, rc = int(mark[1]), int(mark[2])
                 outcomes.append(Outcome(commands[i], rc, buffer, time.monotonic() - started[i]))
                 buffer = []
-            elif line.startswith("@@queue "):
-                buffer = []
-            elif line.startswith("@@queued "):
-                queue, buffer = buffer, []
             elif line.strip():
                 buffer.append(line)
         guard.cancel()
     if killed:
         raise AssertionError(f"the guides ran over {timeout} s; the last lines:\n" + "\n".join(buffer[-40:]))
-    return outcomes, queue
+    return outcomes

@@ -148,7 +148,7 @@ def test_the_session_stops_at_the_first_failing_command_and_keeps_state(tmp_path
                 guides.Command("g", 3, "echo skipped", skip="a reason here"), guides.Command("g", 4, "false"),
                 guides.Command("g", 5, "echo never")]
     (tmp_path / "sub").mkdir()
-    outcomes, _ = guides.run_guides(commands, tmp_path, {"PATH": "/usr/bin:/bin"}, timeout=60)
+    outcomes = guides.run_guides(commands, tmp_path, {"PATH": "/usr/bin:/bin"}, timeout=60)
     assert [(o.command.line, o.rc) for o in outcomes] == [(1, 0), (2, 0), (4, 1)]
     assert outcomes[1].output == [str(tmp_path / "sub"), "kept"]
 
@@ -159,8 +159,7 @@ def test_the_session_stops_at_the_first_failing_command_and_keeps_state(tmp_path
 @pytest.mark.first
 def test_the_guides_run_as_typed_in_order_in_a_fresh_clone(tmp_path):
     """The README's and every guide's commands in one bash session, in a clone of the project as shipped (its runs
-    shrunk to seconds by the command the README shows): each exits 0 and prints what its page quotes; DVC's queue
-    ends with every queued experiment a success."""
+    shrunk to seconds by the command the README shows): each exits 0 and prints what its page quotes."""
     venv, home = Path(sys.prefix), tmp_path / "home"
     home.mkdir()
     env = guides.reader_env(home, venv)
@@ -170,7 +169,7 @@ def test_the_guides_run_as_typed_in_order_in_a_fresh_clone(tmp_path):
     guides.run(["git", "clone", "-q", str(shipped), str(reader)], tmp_path, env)
     guides.link_venv(reader, venv)
     commands = guides.all_commands()
-    outcomes, queue = guides.run_guides(commands, reader, env, timeout=3600)
+    outcomes = guides.run_guides(commands, reader, env, timeout=3600)
     print("\n".join(f"{o.seconds:7.1f} s  rc {o.rc}  {o.command.where}  {o.command.text.splitlines()[0][:70]}"
                     for o in outcomes))
     failed = [o for o in outcomes if o.rc != 0]
@@ -180,14 +179,3 @@ def test_the_guides_run_as_typed_in_order_in_a_fresh_clone(tmp_path):
     unlike = {o.command.where: guides.unlike_the_quote(o.command, o.output) for o in outcomes if o.command.quoted}
     assert unlike and not any(unlike.values()), "\n".join(
         f"{where}: {line}" for where, lines in unlike.items() for line in lines)
-    if any(c.text.startswith("dvc queue start") and not c.skip for c in commands):
-        states = [line.split()[-1] for line in queue if re.match(r"[0-9a-f]{7}\s", line)]  # a task's line
-        assert states and set(states) == {"Success"}, "\n".join(queue)
-
-
-def test_after_a_guide_that_starts_the_queue_the_session_waits_for_it():
-    commands = [guides.Command("a", 1, "dvc queue start -j 2"), guides.Command("a", 2, "echo next"),
-                guides.Command("a", 3, "echo skipped", skip="a reason here"), guides.Command("b", 1, "echo b")]
-    text = guides.script(commands)
-    wait = text.index("while dvc queue status")
-    assert text.index("echo next") < wait < text.index("echo b") and "echo skipped" not in text
